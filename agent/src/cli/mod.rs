@@ -1,0 +1,3 @@
+//! The `saturn` command line.
+
+pub mod plan;

@@ -1,0 +1,3 @@
+//! Saturn's replicated cluster state (being written).
+
+pub mod job;

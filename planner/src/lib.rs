@@ -1,0 +1,1 @@
+//! SPASE planner (placeholder, being written).

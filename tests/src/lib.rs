@@ -1,0 +1,1 @@
+//! Test harness for multi-agent tests (placeholder, being written).
