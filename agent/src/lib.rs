@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 pub mod executor;
 pub mod gpus;
+pub mod health;
 pub mod jobfile;
 pub mod mesh;
 pub mod synth_job;
+pub mod views;

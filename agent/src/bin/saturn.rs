@@ -6,12 +6,19 @@ use saturn_agent::cli;
 #[derive(Debug, Parser)]
 #[command(name = "saturn", version, about = "Saturn: train many models at once on a mesh of GPU hosts")]
 struct Cli {
+    #[command(flatten)]
+    conn: cli::Connection,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Submit, follow and control jobs.
+    #[command(subcommand)]
+    Job(cli::job::JobCommand),
+    /// The mesh: agents, leader, term, GPUs, health.
+    Status,
     /// Solve a SPASE planner instance offline and print the plan JSON.
     Plan(cli::plan::PlanArgs),
 }
@@ -20,6 +27,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Plan(args) => cli::plan::run(args),
+        Command::Job(command) => block_on(cli::job::run(&cli.conn, command)),
+        Command::Status => block_on(cli::status::run(&cli.conn)),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -28,4 +37,13 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Runs one async CLI command on a small runtime.
+fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(future: F) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot start the async runtime: {err}"))?;
+    runtime.block_on(future)
 }
