@@ -1,0 +1,327 @@
+//! Commands: the only way the replicated state changes, and what applying one returns.
+//!
+//! Every command is proposed by some agent, committed through Raft and applied by
+//! [`ClusterState::apply`](crate::ClusterState::apply) on every replica. Commands carry
+//! their own timestamps (`at_ms`, Unix milliseconds set by the proposer) because apply
+//! must be deterministic: it never reads a clock or a random source. Ids, attempt
+//! numbers and plan epochs are never in a command: the state machine assigns them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobId, JobSpec, Placement};
+use crate::node::{AgentNode, GpuInfo};
+
+/// Attempt number of a job: 1 for the first dispatch, +1 on every dispatch after
+/// (trial runs included). This is `SATURN_ATTEMPT`.
+pub type Attempt = u32;
+
+/// A change to the cluster state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Accept new jobs; the state machine assigns their ids ([`CommandResult::Submitted`]).
+    SubmitJobs {
+        /// The jobs, in submission order.
+        specs: Vec<JobSpec>,
+        /// When the user submitted them.
+        at_ms: u64,
+    },
+    /// Cancel a job. A live attempt enters `stopping` and keeps its GPUs until it exits.
+    CancelJob {
+        /// The job to cancel.
+        job: JobId,
+        /// When the user asked.
+        at_ms: u64,
+    },
+    /// Move a job that has no live attempt between the waiting states `queued`,
+    /// `profiling` and `scheduled` (the scheduler's view of its profiling progress).
+    SetJobPhase {
+        /// The job.
+        job: JobId,
+        /// Its new waiting state.
+        phase: JobPhase,
+        /// When the scheduler decided.
+        at_ms: u64,
+    },
+    /// Store one profiling result (overwrites an earlier one for the same key).
+    RecordProfile {
+        /// What was measured.
+        key: ProfileKey,
+        /// The measurement.
+        result: ProfileResult,
+    },
+    /// Commit a new plan; the state machine assigns its epoch.
+    CommitPlan {
+        /// The plan; its `epoch` field is ignored and replaced.
+        plan: StoredPlan,
+        /// When the leader solved it.
+        at_ms: u64,
+    },
+    /// Start a new attempt of a job on a placement (applied only if safe, see
+    /// [`Rejection`]); the state machine assigns the attempt number.
+    Dispatch {
+        /// The job.
+        job: JobId,
+        /// Technique to run as; one of the job's techniques.
+        technique: String,
+        /// Where: one entry per host of the gang.
+        placement: Placement,
+        /// A training run or a short profiling trial.
+        kind: DispatchKind,
+        /// When the leader decided.
+        at_ms: u64,
+    },
+    /// Something happened to a running attempt, as its executor saw it.
+    JobEvent {
+        /// The job.
+        job: JobId,
+        /// The attempt the event is about; ignored unless it is the live one.
+        attempt: Attempt,
+        /// What happened.
+        event: AttemptEvent,
+        /// When the executor saw it.
+        at_ms: u64,
+    },
+    /// Ask a live attempt to stop (checkpoint and exit) so the job can be re-dispatched.
+    Preempt {
+        /// The job.
+        job: JobId,
+        /// The attempt to stop; ignored unless it is the live one.
+        attempt: Attempt,
+        /// When the leader decided.
+        at_ms: u64,
+    },
+    /// An agent is up and offers these GPUs (joining, returning, or GPUs changed).
+    AgentUp {
+        /// How to reach it.
+        node: AgentNode,
+        /// Its GPUs.
+        gpus: Vec<GpuInfo>,
+        /// When the leader saw it.
+        at_ms: u64,
+    },
+    /// The leader declares an agent down after its grace period: every live attempt
+    /// on it is lost.
+    AgentDown {
+        /// Agent name.
+        name: String,
+        /// When the leader decided.
+        at_ms: u64,
+    },
+}
+
+/// The waiting states a scheduler may move a job between with [`Command::SetJobPhase`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobPhase {
+    /// Waiting for profiles.
+    Queued,
+    /// Trial runs are being made for it.
+    Profiling,
+    /// Ready to run: profiles known, waiting for GPUs.
+    Scheduled,
+}
+
+/// What a dispatch runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DispatchKind {
+    /// Real training, from the job's last checkpoint.
+    Train,
+    /// A profiling trial: run `steps` steps (`SATURN_PROFILE_STEPS`) and exit; the exit
+    /// records a [`ProfileResult`] for `profile_key`. Not counted towards `max_restarts`.
+    Trial {
+        /// The configuration being measured.
+        profile_key: ProfileKey,
+        /// How many steps to run.
+        steps: u64,
+    },
+}
+
+/// What an executor reports about an attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AttemptEvent {
+    /// The process(es) started.
+    Started,
+    /// `SATURN step=N` (and any `SATURN metric` lines seen since the last report).
+    Progress {
+        /// Steps done in total.
+        step: u64,
+        /// Latest metric values, e.g. `("loss", 2.31)`. A trial reports its measured
+        /// seconds per step as [`STEP_TIME_METRIC`].
+        metrics: Vec<(String, f64)>,
+    },
+    /// `SATURN checkpoint step=N`: a restart may resume at `step`.
+    Checkpoint {
+        /// The durable step.
+        step: u64,
+    },
+    /// The attempt ended (all processes of the gang are gone).
+    Exited {
+        /// Exit status; `None` when killed by a signal or never started.
+        code: Option<i32>,
+        /// Why, when it did not end well (spawn failure, signal, ...).
+        error: Option<String>,
+    },
+}
+
+/// Metric name under which a trial run reports its measured seconds per step.
+pub const STEP_TIME_METRIC: &str = "step_time_s";
+
+/// Identifies a profiling measurement; jobs of the same `profile_group` share it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProfileKey {
+    /// The job's `profile_group`.
+    pub profile_group: String,
+    /// Technique measured.
+    pub technique: String,
+    /// GPUs used on each host.
+    pub gpus_per_host: u32,
+    /// Number of hosts.
+    pub hosts: u32,
+    /// GPU model measured on.
+    pub gpu_model: String,
+}
+
+/// Outcome of profiling one configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ProfileResult {
+    /// Seconds per training step.
+    StepTime(f64),
+    /// The configuration cannot run (out of memory, crash, ...).
+    Infeasible {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// A committed plan (the planner's output, in this crate's own types).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredPlan {
+    /// Assigned by the state machine: 1 for the first plan, +1 for each after.
+    pub epoch: u64,
+    /// When the plan was solved (set by the state machine from the command's `at_ms`).
+    pub committed_at_ms: u64,
+    /// Planned makespan, seconds.
+    pub makespan_s: f64,
+    /// Lower bound on any plan's makespan, seconds.
+    pub lower_bound_s: f64,
+    /// Makespan of the max-heuristic baseline, seconds.
+    pub baseline_makespan_s: f64,
+    /// Which solver produced it.
+    pub solver: String,
+    /// One per planned job.
+    pub assignments: Vec<PlannedAssignment>,
+}
+
+/// One job's place in a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedAssignment {
+    /// The job.
+    pub job: JobId,
+    /// Technique chosen.
+    pub technique: String,
+    /// GPUs chosen.
+    pub placement: Placement,
+    /// Planned start, seconds from the plan's commit.
+    pub start_s: f64,
+    /// Planned end, seconds from the plan's commit.
+    pub end_s: f64,
+}
+
+/// What applying one log entry did; returned to the proposer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// Applied; nothing to report (also the result of Raft's own blank and
+    /// membership entries).
+    Applied,
+    /// `SubmitJobs` applied: the ids, in the order of the specs.
+    Submitted {
+        /// Assigned job ids.
+        jobs: Vec<JobId>,
+    },
+    /// `Dispatch` applied: the new live attempt.
+    Dispatched {
+        /// The job.
+        job: JobId,
+        /// Its new attempt number (`SATURN_ATTEMPT`).
+        attempt: Attempt,
+    },
+    /// `CommitPlan` applied.
+    PlanCommitted {
+        /// The plan's epoch.
+        epoch: u64,
+    },
+    /// Not applied: the state is unchanged.
+    Rejected(Rejection),
+}
+
+/// Why the state machine refused a command. The state is unchanged when it does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    /// No job has this id.
+    #[error("no job {0}")]
+    UnknownJob(JobId),
+    /// The job is completed, failed or cancelled.
+    #[error("job {0} has already ended")]
+    JobEnded(JobId),
+    /// The job already has a live attempt; a job never has two.
+    #[error("job {job} already has live attempt {attempt}")]
+    AttemptLive {
+        /// The job.
+        job: JobId,
+        /// Its live attempt.
+        attempt: Attempt,
+    },
+    /// The event or preemption names an attempt that is not the job's live one.
+    #[error("attempt {attempt} of job {job} is not live (stale)")]
+    StaleAttempt {
+        /// The job.
+        job: JobId,
+        /// The attempt named.
+        attempt: Attempt,
+    },
+    /// A GPU of the placement is held by a live attempt.
+    #[error("GPU {gpu} of {host} is held by attempt {attempt} of job {job}")]
+    GpuBusy {
+        /// Host.
+        host: String,
+        /// GPU index.
+        gpu: u32,
+        /// Holder.
+        job: JobId,
+        /// Holder's attempt.
+        attempt: Attempt,
+    },
+    /// A placement host is unknown or declared down.
+    #[error("host {0} is not up")]
+    HostNotUp(String),
+    /// No agent has this name.
+    #[error("no agent named {0}")]
+    UnknownAgent(String),
+    /// A placement names a GPU its host does not have.
+    #[error("host {host} has no GPU {gpu}")]
+    NoSuchGpu {
+        /// Host.
+        host: String,
+        /// GPU index.
+        gpu: u32,
+    },
+    /// The placement is empty or names a (host, gpu) twice.
+    #[error("invalid placement: {0}")]
+    BadPlacement(String),
+    /// The technique is not one the job can run as.
+    #[error("job {job} cannot run as {technique}")]
+    UnknownTechnique {
+        /// The job.
+        job: JobId,
+        /// Technique asked for.
+        technique: String,
+    },
+    /// The command does not apply to the job's current state (e.g. preempting an
+    /// attempt that is already stopping, or changing the phase of a running job).
+    #[error("job {job}: {why}")]
+    WrongState {
+        /// The job.
+        job: JobId,
+        /// What is wrong, for people.
+        why: String,
+    },
+}
