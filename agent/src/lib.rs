@@ -9,6 +9,7 @@
 //! - [`synth_job`]: the simulated training job (`saturn synth-job`).
 //! - [`mesh`]: the libp2p swarm: discovery, gossip, request-response.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod executor;

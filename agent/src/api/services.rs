@@ -1,0 +1,83 @@
+//! What the HTTP API needs from the running agent, as a trait so handlers are tested
+//! without a mesh or Raft.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use saturn_consensus::{ClusterState, Command, CommandResult, JobId};
+
+/// The agent's view of Raft at this instant.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RaftView {
+    /// Name of the leader, if one is known.
+    pub leader: Option<String>,
+    /// Current term.
+    pub term: u64,
+    /// Whether this agent is the leader.
+    pub is_leader: bool,
+    /// Names of the voters.
+    pub voters: Vec<String>,
+    /// Names of the learners.
+    pub learners: Vec<String>,
+    /// Last log index known committed.
+    pub commit_index: u64,
+    /// Last log index applied to the state machine.
+    pub applied_index: u64,
+    /// Leader changes this agent has seen since it started.
+    pub leader_changes: u64,
+}
+
+/// Soft state from gossip: which agents are alive and what their GPUs are doing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SoftView {
+    /// Agent name → alive by the failure detector (this agent counts itself alive).
+    pub alive: BTreeMap<String, bool>,
+    /// (agent, GPU index) → utilisation percent from the latest heartbeat.
+    pub utilization: BTreeMap<(String, u32), f64>,
+}
+
+/// A piece of a job's log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogPiece {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Offset to ask for next.
+    pub next_offset: u64,
+}
+
+/// Errors the services report to handlers.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The cluster could not commit the write (no leader, no quorum, deadline).
+    #[error("the cluster could not commit the request: {0}")]
+    Unavailable(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the API calls on the agent.
+#[async_trait]
+pub trait AgentServices: Send + Sync + 'static {
+    /// This agent's name.
+    fn name(&self) -> String;
+    /// The replicated state as last applied here.
+    fn state(&self) -> Arc<ClusterState>;
+    /// Raft as this agent sees it.
+    fn raft(&self) -> RaftView;
+    /// Gossip view.
+    fn soft(&self) -> SoftView;
+    /// Commits a command (forwarded to the leader when this agent is not) and returns
+    /// what applying it did.
+    async fn propose(&self, command: Command) -> Result<CommandResult, ServiceError>;
+    /// Reads a job's log from `offset` (fetched from the host that ran the job).
+    async fn read_log(&self, job: &JobId, offset: u64, max_bytes: usize) -> Result<LogPiece, ServiceError>;
+    /// Extra Prometheus text appended to `/metrics` (scheduler and mesh counters).
+    fn extra_metrics(&self) -> Vec<(String, String, f64)> {
+        Vec::new()
+    }
+}
