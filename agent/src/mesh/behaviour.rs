@@ -1,0 +1,146 @@
+//! The composed libp2p behaviour of an agent and how each part is configured.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
+use libp2p::{identify, mdns, ping, StreamProtocol};
+
+use super::codec::{MeshCodec, RPC_PROTOCOL};
+use super::gossip::{GOSSIP_TOPIC, MAX_GOSSIP_BYTES};
+use super::{MeshConfig, MeshError};
+
+/// The identify protocol version every Saturn agent announces; peers announcing another
+/// are not Saturn agents (or an incompatible version) and are disconnected.
+pub const IDENTIFY_PROTOCOL: &str = "/saturn/id/1";
+
+/// Kademlia protocol name, distinct from the public IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/saturn/kad/1");
+
+/// Prefix of identify's agent version; the agent name follows after one space.
+const AGENT_VERSION_PREFIX: &str = concat!("saturn-agent/", env!("CARGO_PKG_VERSION"));
+
+/// Every protocol an agent speaks, driven by one swarm.
+#[derive(NetworkBehaviour)]
+pub struct MeshBehaviour {
+    /// Exchanges names, listen addresses and protocols on every connection.
+    pub identify: identify::Behaviour,
+    /// Measures round-trip time; failures close the connection (see the swarm loop).
+    pub ping: ping::Behaviour,
+    /// Peer discovery through the join addresses.
+    pub kad: kad::Behaviour<MemoryStore>,
+    /// Peer discovery on the local network, when enabled.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Soft state: heartbeats and news.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Opaque typed request-response (Raft, logs, control).
+    pub rpc: request_response::Behaviour<MeshCodec>,
+}
+
+impl MeshBehaviour {
+    /// Builds every behaviour from the configuration.
+    pub fn new(keypair: &Keypair, config: &MeshConfig) -> Result<Self, MeshError> {
+        let peer_id = keypair.public().to_peer_id();
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
+                .with_agent_version(agent_version(&config.name)),
+        );
+        let ping = ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(config.ping_interval)
+                .with_timeout(config.ping_interval * 2),
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config());
+        // Agents are servers of the DHT even without confirmed external addresses (a LAN,
+        // loopback in tests); otherwise nobody would answer lookups.
+        kad.set_mode(Some(kad::Mode::Server));
+        let mdns = if config.mdns {
+            let behaviour = mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|err| MeshError::Build(format!("mDNS: {err}")))?;
+            Some(behaviour)
+        } else {
+            None
+        };
+        let rpc = request_response::Behaviour::with_codec(
+            MeshCodec,
+            [(RPC_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(256),
+        );
+        Ok(Self {
+            identify,
+            ping,
+            kad,
+            mdns: mdns.into(),
+            gossipsub: gossipsub(keypair)?,
+            rpc,
+        })
+    }
+}
+
+fn kad_config() -> kad::Config {
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config.set_periodic_bootstrap_interval(Some(Duration::from_secs(30)));
+    config
+}
+
+/// Gossipsub with signed messages, strict validation, bounded size and peer scoring in
+/// which one invalid message graylists its forwarder for a while.
+fn gossipsub(keypair: &Keypair) -> Result<gossipsub::Behaviour, MeshError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(500))
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .validation_mode(ValidationMode::Strict)
+        // Every message is decoded by the swarm loop before it is forwarded.
+        .validate_messages()
+        .build()
+        .map_err(|err| MeshError::Build(format!("gossipsub config: {err}")))?;
+    let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Signed(keypair.clone()), config)
+        .map_err(|err| MeshError::Build(format!("gossipsub: {err}")))?;
+    behaviour
+        .with_peer_score(score_params(), PeerScoreThresholds::default())
+        .map_err(|err| MeshError::Build(format!("gossipsub scoring: {err}")))?;
+    behaviour
+        .subscribe(&IdentTopic::new(GOSSIP_TOPIC))
+        .map_err(|err| MeshError::Build(format!("gossipsub subscribe: {err}")))?;
+    Ok(behaviour)
+}
+
+fn score_params() -> PeerScoreParams {
+    let topic = TopicScoreParams {
+        topic_weight: 1.0,
+        // Heartbeat traffic is low and bursty: do not punish quiet mesh peers (P3).
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // P4: score = weight * count^2, so one invalid message scores -100, below the
+        // graylist threshold (-80); the count decays by 10% a second.
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..TopicScoreParams::default()
+    };
+    let mut params = PeerScoreParams {
+        // Several agents may share a host (demo, tests): do not penalise shared IPs.
+        ip_colocation_factor_weight: 0.0,
+        ..PeerScoreParams::default()
+    };
+    params.topics.insert(IdentTopic::new(GOSSIP_TOPIC).hash(), topic);
+    params
+}
+
+/// The identify agent version announcing `name`.
+pub fn agent_version(name: &str) -> String {
+    format!("{AGENT_VERSION_PREFIX} {name}")
+}
+
+/// The agent name inside a peer's identify agent version, if it is a Saturn agent.
+pub fn agent_name(agent_version: &str) -> Option<&str> {
+    let (prefix, name) = agent_version.split_once(' ')?;
+    (prefix.starts_with("saturn-agent/") && !name.is_empty()).then_some(name)
+}

@@ -1,0 +1,175 @@
+//! Soft state that travels by gossip (topic [`GOSSIP_TOPIC`]): heartbeats with GPU load,
+//! and news that a profile was measured. Fine to lose; never the source of truth.
+//!
+//! Wire format: bincode (standard config) of [`Gossip`], at most [`MAX_GOSSIP_BYTES`].
+//! Add variants only at the end: an agent that does not know a variant ignores the
+//! message ([`GossipDecodeError::UnknownKind`]) instead of penalising the sender, so mixed
+//! versions can share a mesh.
+
+use serde::{Deserialize, Serialize};
+
+/// The gossipsub topic of soft state.
+pub const GOSSIP_TOPIC: &str = "saturn/v1/soft";
+
+/// Largest gossip message accepted or sent (gossipsub's `max_transmit_size`).
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+
+/// Number of [`Gossip`] variants this version understands; see [`Gossip::decode`].
+const KNOWN_KINDS: u32 = 2;
+
+/// The bincode configuration of gossip; the limit stops a forged length from allocating.
+fn wire_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_GOSSIP_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_GOSSIP_BYTES>()
+}
+
+/// One gossip message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Gossip {
+    /// "I am alive, here is my load", sent every few hundred milliseconds.
+    Heartbeat(Heartbeat),
+    /// A profile (step time of a technique on some GPUs) was recorded; fetch it through Raft.
+    ProfileNews(ProfileNews),
+}
+
+/// The periodic liveness and load report of an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Agent name (`--name`).
+    pub name: String,
+    /// The sender's peer id (base58); checked against the message's signed source.
+    pub peer_id: String,
+    /// Mesh addresses the agent listens on.
+    pub addrs: Vec<String>,
+    /// Increases by one per heartbeat; resets when the agent restarts.
+    pub seq: u64,
+    /// Sender's wall clock, milliseconds since the Unix epoch (informational only).
+    pub at_ms: u64,
+    /// Load of every GPU of the agent.
+    pub gpus: Vec<GpuLoad>,
+}
+
+/// Load of one GPU, as last sampled by its agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuLoad {
+    /// GPU index on its host (what `CUDA_VISIBLE_DEVICES` uses).
+    pub index: u32,
+    /// Model name, e.g. `A100-80GB`.
+    pub model: String,
+    /// Total memory.
+    pub memory_mib: u64,
+    /// Utilisation over the last sample, 0 to 100.
+    pub utilization_pct: u8,
+    /// Whether a job process holds it.
+    pub busy: bool,
+}
+
+/// Announcement that a profile was measured and committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileNews {
+    /// The jobs' profile group.
+    pub profile_group: String,
+    /// Technique name (`ddp`, `fsdp`, ...).
+    pub technique: String,
+    /// GPU count the step time was measured on.
+    pub gpus: u32,
+    /// Seconds per step; `None` when the configuration proved infeasible.
+    pub step_time_s: Option<f64>,
+}
+
+/// Why bytes received as gossip are not a [`Gossip`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GossipDecodeError {
+    /// A variant from a newer agent version: ignore without blaming the sender.
+    #[error("unknown gossip kind {0}")]
+    UnknownKind(u32),
+    /// Not valid gossip at all: reject and penalise the sender.
+    #[error("malformed gossip: {0}")]
+    Malformed(String),
+}
+
+impl Gossip {
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        bincode::serde::encode_to_vec(self, wire_config()).map_err(|err| err.to_string())
+    }
+
+    /// Decodes bytes from the wire, telling an unknown newer kind from garbage.
+    pub fn decode(bytes: &[u8]) -> Result<Self, GossipDecodeError> {
+        // bincode writes the variant index first, as a varint u32.
+        let (kind, _) = bincode::serde::decode_from_slice::<u32, _>(bytes, wire_config())
+            .map_err(|err| GossipDecodeError::Malformed(err.to_string()))?;
+        if kind >= KNOWN_KINDS {
+            return Err(GossipDecodeError::UnknownKind(kind));
+        }
+        let (gossip, read) = bincode::serde::decode_from_slice::<Gossip, _>(bytes, wire_config())
+            .map_err(|err| GossipDecodeError::Malformed(err.to_string()))?;
+        if read != bytes.len() {
+            return Err(GossipDecodeError::Malformed(format!(
+                "{} trailing bytes",
+                bytes.len() - read
+            )));
+        }
+        Ok(gossip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat() -> Gossip {
+        Gossip::Heartbeat(Heartbeat {
+            name: "node-a".into(),
+            peer_id: "12D3KooW".into(),
+            addrs: vec!["/ip4/10.0.0.1/tcp/7946".into()],
+            seq: 7,
+            at_ms: 1_700_000_000_000,
+            gpus: vec![GpuLoad {
+                index: 0,
+                model: "A100-80GB".into(),
+                memory_mib: 81920,
+                utilization_pct: 93,
+                busy: true,
+            }],
+        })
+    }
+
+    #[test]
+    fn gossip_round_trips() {
+        let news = Gossip::ProfileNews(ProfileNews {
+            profile_group: "gpt2-bs16".into(),
+            technique: "fsdp".into(),
+            gpus: 4,
+            step_time_s: Some(0.23),
+        });
+        for gossip in [heartbeat(), news] {
+            let bytes = gossip.encode().expect("encodes");
+            assert_eq!(Gossip::decode(&bytes), Ok(gossip));
+        }
+    }
+
+    #[test]
+    fn a_newer_kind_is_unknown_not_malformed() {
+        let bytes = bincode::serde::encode_to_vec((7u32, "future"), wire_config()).expect("encodes");
+        assert_eq!(Gossip::decode(&bytes), Err(GossipDecodeError::UnknownKind(7)));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_malformed() {
+        let bytes = heartbeat().encode().expect("encodes");
+        assert!(matches!(
+            Gossip::decode(&bytes[..bytes.len() - 3]),
+            Err(GossipDecodeError::Malformed(_))
+        ));
+        // Variant 0, then a name claiming 2^40 bytes: must fail without allocating them.
+        let huge = [0u8, 253, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert!(matches!(Gossip::decode(&huge), Err(GossipDecodeError::Malformed(_))));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(Gossip::decode(&trailing), Err(GossipDecodeError::Malformed(_))));
+    }
+}
