@@ -11,11 +11,13 @@
 
 pub mod api;
 pub mod cli;
+pub mod daemon;
 pub mod config;
 pub mod executor;
 pub mod gpus;
 pub mod health;
 pub mod jobfile;
 pub mod mesh;
+pub mod scheduler;
 pub mod synth_job;
 pub mod views;

@@ -176,3 +176,29 @@ pub struct PlanView {
     /// The assignments.
     pub assignments: Vec<PlanAssignmentView>,
 }
+
+/// One profiling result of `GET /v1/profiles`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileView {
+    /// Jobs of this group share the result.
+    pub profile_group: String,
+    /// Technique measured.
+    pub technique: String,
+    /// GPUs per host.
+    pub gpus_per_host: u32,
+    /// Hosts.
+    pub hosts: u32,
+    /// GPU model.
+    pub gpu_model: String,
+    /// Seconds per step; `null` when infeasible.
+    pub step_time_s: Option<f64>,
+    /// Why the configuration cannot run, when it cannot.
+    pub infeasible: Option<String>,
+}
+
+/// `GET /v1/profiles`: every profiling result the cluster recorded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfilesView {
+    /// The results, ordered by group, technique, GPU count.
+    pub profiles: Vec<ProfileView>,
+}

@@ -22,4 +22,5 @@ pub fn routes() -> Router<ApiState> {
         .route("/assets/api.js", asset!("api.js", "text/javascript; charset=utf-8"))
         .route("/assets/charts.js", asset!("charts.js", "text/javascript; charset=utf-8"))
         .route("/assets/util.js", asset!("util.js", "text/javascript; charset=utf-8"))
+        .route("/assets/views.js", asset!("views.js", "text/javascript; charset=utf-8"))
 }

@@ -110,6 +110,10 @@ pub async fn plan(State(api): State<ApiState>) -> Response {
     }
 }
 
+pub async fn profiles(State(api): State<ApiState>) -> Response {
+    Json(render::profiles(&api.services.state())).into_response()
+}
+
 pub async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint: see /v1/status, /v1/jobs, /v1/plan, /metrics")
 }

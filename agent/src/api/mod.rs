@@ -6,7 +6,7 @@
 //! every request needs `Authorization: Bearer <token>` (401 otherwise), and the agent
 //! refuses to start such an API without a token (see `config`).
 
-// mod dashboard; (enabled once the assets land)
+mod dashboard;
 mod handlers;
 mod logs;
 pub mod metrics;
@@ -47,8 +47,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}", get(handlers::get_job).delete(handlers::cancel_job))
         .route("/v1/jobs/{id}/logs", get(logs::job_logs))
         .route("/v1/plan", get(handlers::plan))
+        .route("/v1/profiles", get(handlers::profiles))
         .route("/metrics", get(metrics::metrics))
-        // .merge(dashboard::routes())
+        .merge(dashboard::routes())
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))

@@ -129,3 +129,28 @@ pub fn plan(state: &ClusterState) -> Option<PlanView> {
         assignments,
     })
 }
+
+/// `GET /v1/profiles`.
+pub fn profiles(state: &ClusterState) -> crate::views::ProfilesView {
+    use saturn_consensus::ProfileResult;
+    let profiles = state
+        .profiles
+        .iter()
+        .map(|(key, result)| {
+            let (step_time_s, infeasible) = match result {
+                ProfileResult::StepTime(s) => (Some(*s), None),
+                ProfileResult::Infeasible { reason } => (None, Some(reason.clone())),
+            };
+            crate::views::ProfileView {
+                profile_group: key.profile_group.clone(),
+                technique: key.technique.clone(),
+                gpus_per_host: key.gpus_per_host,
+                hosts: key.hosts,
+                gpu_model: key.gpu_model.clone(),
+                step_time_s,
+                infeasible,
+            }
+        })
+        .collect();
+    crate::views::ProfilesView { profiles }
+}

@@ -1,0 +1,210 @@
+//! Connects the replicated state to this agent's job processes, level-triggered:
+//! whenever the state changes (and every second anyway), the processes that run here are
+//! made to match the live attempts the state assigns to this agent, and what the
+//! processes report is proposed back as `JobEvent`s.
+//!
+//! Fencing: the executor acts only on applied state, never on proposals, and it stops
+//! every process here when this agent is cut off from a quorum (`fenced`), so a
+//! partitioned agent cannot keep GPUs busy with attempts the majority has given away.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use saturn_consensus::{
+    AttemptEvent as StateEvent, AttemptStatus, ClusterState, Command, DispatchKind, JobId, JobRecord, LiveAttempt,
+    STEP_TIME_METRIC,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{now_ms, AgentServices};
+use crate::executor::{AttemptEvent, AttemptKey, AttemptSpec, Gang, ProcessEvent, ProcessTable};
+
+/// How often the processes are reconciled even when the state does not change.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// Port range gang masters are given (torchrun's default is 29500).
+const MASTER_PORT_BASE: u16 = 29500;
+
+/// Settings of the executor loop.
+#[derive(Clone, Debug)]
+pub struct ExecutorLoopConfig {
+    /// This agent's name.
+    pub agent: String,
+    /// Data dir (checkpoint dirs live under it).
+    pub data_dir: PathBuf,
+    /// SIGTERM → SIGKILL grace for stopped attempts.
+    pub kill_grace: Duration,
+}
+
+/// Runs the reconcile loop and the event reporter until `shutdown` flips.
+pub async fn run(
+    config: ExecutorLoopConfig,
+    services: Arc<dyn AgentServices>,
+    table: ProcessTable,
+    events: mpsc::UnboundedReceiver<AttemptEvent>,
+    mut applied: watch::Receiver<u64>,
+    fenced: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let reporter = tokio::spawn(report_events(services.clone(), events));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        reconcile(&config, services.as_ref(), &table, fenced.load(Ordering::Relaxed)).await;
+        tokio::select! {
+            _ = applied.changed() => {}
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    reporter.abort();
+}
+
+/// One reconcile round: start what must run here, stop everything else.
+async fn reconcile(config: &ExecutorLoopConfig, services: &dyn AgentServices, table: &ProcessTable, fenced: bool) {
+    if fenced {
+        let stopped = table.retain(&BTreeSet::new(), config.kill_grace);
+        if !stopped.is_empty() {
+            tracing::warn!(?stopped, "cut off from the cluster's quorum: stopping every job process here");
+        }
+        return;
+    }
+    let state = services.state();
+    let mut keep = BTreeSet::new();
+    for (record, live) in state.attempts_on_host(&config.agent) {
+        let key = AttemptKey::new(record.id.0.clone(), live.attempt);
+        keep.insert(key.clone());
+        match live.status {
+            AttemptStatus::Stopping => {
+                table.stop(&key, config.kill_grace);
+            }
+            AttemptStatus::Running => match attempt_spec(config, &state, record, live) {
+                Some(spec) => {
+                    table.ensure_running(&spec).await;
+                }
+                None => tracing::warn!(job = %record.id, "cannot build the attempt's spec; not starting it"),
+            },
+        }
+        // An exit whose report was not committed (leader change, partition) is reported
+        // again: the state still lists the attempt as live until it is.
+        if let Some(exited) = table.finished(&key) {
+            if table.pid(&key).is_none() {
+                propose_event(services, &key, exited, &mut Vec::new()).await;
+            }
+        }
+    }
+    let stale = table.retain(&keep, config.kill_grace);
+    if !stale.is_empty() {
+        tracing::info!(?stale, "stopping attempts the cluster no longer runs here");
+    }
+}
+
+/// The process spec of this host's part of a live attempt.
+fn attempt_spec(config: &ExecutorLoopConfig, state: &ClusterState, record: &JobRecord, live: &LiveAttempt) -> Option<AttemptSpec> {
+    let rank = live.placement.iter().position(|hg| hg.host == config.agent)?;
+    let here = &live.placement[rank];
+    let agent = state.agents.get(&config.agent)?;
+    let gpu = here.gpus.first().and_then(|index| agent.gpus.iter().find(|g| g.index == *index));
+    let gang = (live.placement.len() > 1).then(|| Gang {
+        nnodes: live.placement.len() as u32,
+        node_rank: rank as u32,
+        master_addr: master_addr(state, &live.placement[0].host),
+        master_port: master_port(&record.id, live.attempt),
+        world_size: live.placement.iter().map(|hg| hg.gpus.len() as u32).sum(),
+    });
+    let profile_steps = match &live.kind {
+        DispatchKind::Trial { steps, .. } => Some(*steps),
+        DispatchKind::Train => None,
+    };
+    Some(AttemptSpec {
+        job_id: record.id.0.clone(),
+        attempt: live.attempt,
+        agent_name: config.agent.clone(),
+        technique: live.technique.clone(),
+        gpus: here.gpus.clone(),
+        gpu_model: gpu.map(|g| g.model.clone()).unwrap_or_default(),
+        gpu_memory_mib: gpu.map(|g| g.memory_mib),
+        steps: record.spec.steps,
+        start_step: live.start_step,
+        checkpoint_dir: config.data_dir.join("checkpoints").join(crate::executor::pidfile::file_safe(&record.id.0)),
+        profile_steps,
+        gang,
+        env: record.spec.env.clone(),
+        command: record.spec.command.clone(),
+        workdir: PathBuf::from(&record.spec.workdir),
+    })
+}
+
+/// The IP of the gang's rank-0 host, from its first `/ip4/` or `/ip6/` mesh address.
+fn master_addr(state: &ClusterState, host: &str) -> String {
+    let addrs = state.agents.get(host).map(|a| a.node.addrs.clone()).unwrap_or_default();
+    addrs
+        .iter()
+        .find_map(|addr| {
+            let mut parts = addr.split('/').skip(1);
+            match (parts.next(), parts.next()) {
+                (Some("ip4" | "ip6"), Some(ip)) if ip != "0.0.0.0" => Some(ip.to_string()),
+                _ => None,
+            }
+        })
+        .unwrap_or_else(|| host.to_string())
+}
+
+/// A port for the gang's rendezvous, the same on every member.
+fn master_port(job: &JobId, attempt: u32) -> u16 {
+    let seed = saturn_consensus::node_id_for_peer(&format!("{job}/{attempt}"));
+    MASTER_PORT_BASE + (seed % 1000) as u16
+}
+
+/// Proposes what the processes report, in order per attempt. Metrics seen between two
+/// step reports travel with the next one.
+async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::UnboundedReceiver<AttemptEvent>) {
+    let mut pending_metrics: BTreeMap<AttemptKey, Vec<(String, f64)>> = BTreeMap::new();
+    while let Some(AttemptEvent { key, event }) = events.recv().await {
+        if let ProcessEvent::Metric { name, value } = &event {
+            let metrics = pending_metrics.entry(key).or_default();
+            metrics.retain(|(n, _)| n != name);
+            metrics.push((name.clone(), *value));
+            continue;
+        }
+        let mut metrics = pending_metrics.remove(&key).unwrap_or_default();
+        propose_event(services.as_ref(), &key, event, &mut metrics).await;
+    }
+}
+
+/// Proposes one process event; important ones are retried for a while (a leader change
+/// takes a second or two), progress is best-effort since a newer report follows.
+async fn propose_event(services: &dyn AgentServices, key: &AttemptKey, event: ProcessEvent, metrics: &mut Vec<(String, f64)>) {
+    let (state_event, important) = match event {
+        ProcessEvent::Started { .. } => (StateEvent::Started, true),
+        ProcessEvent::Step { step, .. } => (StateEvent::Progress { step, metrics: std::mem::take(metrics) }, false),
+        ProcessEvent::StepTime { seconds_per_step, .. } => {
+            (StateEvent::Progress { step: 0, metrics: vec![(STEP_TIME_METRIC.to_string(), seconds_per_step)] }, true)
+        }
+        ProcessEvent::Checkpoint { step } => (StateEvent::Checkpoint { step }, true),
+        ProcessEvent::Metric { .. } => return,
+        ProcessEvent::Exited { code, signal, error } => {
+            let error = error.or_else(|| signal.map(|s| format!("killed by signal {s}")));
+            (StateEvent::Exited { code, error }, true)
+        }
+    };
+    let job = JobId(key.job.clone());
+    let attempts = if important { 30 } else { 1 };
+    for round in 0..attempts {
+        let command = Command::JobEvent { job: job.clone(), attempt: key.attempt, event: state_event.clone(), at_ms: now_ms() };
+        match services.propose(command).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::debug!(%key, %err, round, "reporting a job event failed");
+                if !services.state().is_live(&job, key.attempt) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    tracing::warn!(%key, "gave up reporting a job event; the reconcile loop will report the exit again");
+}
