@@ -25,6 +25,7 @@ pub mod plan;
 mod problem;
 mod search;
 mod solve;
+mod svg;
 mod validate;
 
 pub use bound::lower_bound;
@@ -34,3 +35,4 @@ pub use parse::parse_instance;
 pub use plan::{Assignment, Plan};
 pub use validate::{validate_plan, PlanError};
 pub use solve::{solve, solve_traced, SolveError, SolveOptions, SolveReport, Solver, UnknownSolver};
+pub use svg::render_svg;
