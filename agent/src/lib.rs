@@ -17,6 +17,7 @@ pub mod executor;
 pub mod gpus;
 pub mod health;
 pub mod jobfile;
+pub mod local_cluster;
 pub mod mesh;
 pub mod scheduler;
 pub mod synth_job;

@@ -4,3 +4,5 @@
 pub mod executor_loop;
 pub mod logs;
 pub mod soft;
+pub mod raft_net;
+pub mod services;

@@ -1,0 +1,81 @@
+//! Raft over the mesh: the consensus crate's [`Transport`] carried by libp2p
+//! request-response on `Channel::Raft`, and the inbound side that hands requests to the
+//! local Raft server without ever blocking the swarm's loop.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use saturn_consensus::codec::{decode, encode};
+use saturn_consensus::{AgentNode, NodeId, RaftRequest, RaftResponse, RaftServer, Transport, TransportError};
+
+use crate::mesh::{Channel, MeshError, MeshHandle, MeshRequest, MeshResponse, Multiaddr, PeerId, Responder};
+
+/// Longest a Raft RPC may take over the mesh (snapshots of a large state included).
+const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`Transport`] over the mesh.
+pub struct MeshTransport {
+    mesh: MeshHandle,
+    /// Peers whose addresses from the Raft membership were already given to the mesh.
+    introduced: Mutex<HashSet<String>>,
+}
+
+impl MeshTransport {
+    /// A transport sending through `mesh`.
+    pub fn new(mesh: MeshHandle) -> Self {
+        Self { mesh, introduced: Mutex::new(HashSet::new()) }
+    }
+
+    /// Tells the mesh where a member listens, once: after a restart the membership is
+    /// all this agent knows of its peers until they are rediscovered.
+    async fn introduce(&self, peer: PeerId, node: &AgentNode) {
+        let first_time = self
+            .introduced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(node.peer_id.clone());
+        if !first_time {
+            return;
+        }
+        for addr in &node.addrs {
+            if let Ok(addr) = addr.parse::<Multiaddr>() {
+                let _ = self.mesh.add_address(peer, addr).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for MeshTransport {
+    async fn call(&self, _target: NodeId, node: &AgentNode, request: RaftRequest) -> Result<RaftResponse, TransportError> {
+        let peer: PeerId = node
+            .peer_id
+            .parse()
+            .map_err(|_| TransportError::Failed(format!("{node}: not a valid peer id")))?;
+        self.introduce(peer, node).await;
+        let body = encode("raft request", &request).map_err(|e| TransportError::Failed(e.to_string()))?;
+        let request = MeshRequest { channel: Channel::Raft, body };
+        match self.mesh.request_with_timeout(peer, request, RAFT_RPC_TIMEOUT).await {
+            Ok(MeshResponse::Ok(bytes)) => decode("raft response", &bytes).map_err(|e| TransportError::Failed(e.to_string())),
+            Ok(MeshResponse::Err(why)) => Err(TransportError::Failed(format!("{}: {why}", node.name))),
+            Err(MeshError::Timeout { .. }) => Err(TransportError::Failed(format!("{}: no answer in time", node.name))),
+            Err(err) => Err(TransportError::Unreachable(format!("{}: {err}", node.name))),
+        }
+    }
+}
+
+/// Answers one inbound Raft request on its own task.
+pub fn serve(server: RaftServer, body: Vec<u8>, responder: Responder) {
+    tokio::spawn(async move {
+        let response = match decode::<RaftRequest>("raft request", &body) {
+            Ok(request) => match encode("raft response", &server.handle(request).await) {
+                Ok(bytes) => MeshResponse::Ok(bytes),
+                Err(err) => MeshResponse::Err(err.to_string()),
+            },
+            Err(err) => MeshResponse::Err(format!("malformed raft request: {err}")),
+        };
+        responder.send(response);
+    });
+}

@@ -1,0 +1,138 @@
+//! [`AgentServices`] of the running agent: what the API, the executor loop and the
+//! scheduler call, backed by the consensus node, the soft state and the mesh.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use saturn_consensus::codec::{decode, encode};
+use saturn_consensus::{ClusterState, Command, CommandResult, ConsensusNode, JobId};
+
+use super::logs::{self, LogsRequest, LogsResponse};
+use super::soft::SoftState;
+use crate::api::{AgentServices, LogPiece, RaftView, ServiceError, SoftView};
+use crate::mesh::{Channel, MeshHandle, MeshRequest, MeshResponse, PeerId};
+
+/// The running agent as the API sees it.
+pub struct Services {
+    /// This agent's name.
+    pub name: String,
+    /// Its data dir (job logs are read from here).
+    pub data_dir: PathBuf,
+    /// The consensus node.
+    pub node: Arc<ConsensusNode>,
+    /// Heartbeats and health.
+    pub soft: Arc<SoftState>,
+    /// The mesh.
+    pub mesh: MeshHandle,
+    /// Leader changes seen (maintained by the daemon's Raft watcher).
+    pub leader_changes: Arc<AtomicU64>,
+    /// Extra gauges (scheduler statistics, mesh counters).
+    pub extra: Arc<Mutex<Vec<(String, String, f64)>>>,
+    /// The last state copy handed out, with the applied index it was taken at: copies are
+    /// made at most once per apply however many requests ask.
+    cache: Mutex<(u64, Arc<ClusterState>)>,
+}
+
+impl Services {
+    /// Services over these parts.
+    pub fn new(name: String, data_dir: PathBuf, node: Arc<ConsensusNode>, soft: Arc<SoftState>, mesh: MeshHandle) -> Self {
+        Self {
+            name,
+            data_dir,
+            node,
+            soft,
+            mesh,
+            leader_changes: Arc::new(AtomicU64::new(0)),
+            extra: Arc::new(Mutex::new(Vec::new())),
+            cache: Mutex::new((u64::MAX, Arc::new(ClusterState::default()))),
+        }
+    }
+
+    async fn read_attempt_log(&self, host: &str, request: LogsRequest) -> Result<LogsResponse, ServiceError> {
+        if host == self.name {
+            return logs::read_local(&self.data_dir, &request).map_err(|e| ServiceError::Internal(format!("reading the log: {e}")));
+        }
+        let peer_id = self
+            .node
+            .read(|state| state.agents.get(host).map(|a| a.node.peer_id.clone()))
+            .ok_or_else(|| ServiceError::NotFound(format!("host {host} of the job is unknown")))?;
+        let peer: PeerId = peer_id.parse().map_err(|_| ServiceError::Internal(format!("bad peer id of {host}")))?;
+        let body = encode("logs request", &request).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        match self.mesh.request(peer, MeshRequest { channel: Channel::Logs, body }).await {
+            Ok(MeshResponse::Ok(bytes)) => decode("logs response", &bytes).map_err(|e| ServiceError::Internal(e.to_string())),
+            Ok(MeshResponse::Err(why)) => Err(ServiceError::Unavailable(format!("{host}: {why}"))),
+            Err(err) => Err(ServiceError::Unavailable(format!("cannot reach {host} for the log: {err}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl AgentServices for Services {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn state(&self) -> Arc<ClusterState> {
+        let applied = *self.node.subscribe().borrow();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 != applied {
+            *cache = (applied, Arc::new(self.node.state()));
+        }
+        cache.1.clone()
+    }
+
+    fn raft(&self) -> RaftView {
+        let metrics = self.node.metrics();
+        let name_of = |id: &u64| metrics.nodes.get(id).map(|n| n.name.clone());
+        RaftView {
+            leader: metrics.leader_node.as_ref().map(|n| n.name.clone()),
+            term: metrics.term,
+            is_leader: metrics.is_leader,
+            voters: metrics.voters.iter().filter_map(name_of).collect(),
+            learners: metrics.learners.iter().filter_map(name_of).collect(),
+            // Every applied entry is committed; openraft 0.9 exposes no separate commit index.
+            commit_index: metrics.applied_index.unwrap_or(0),
+            applied_index: metrics.applied_index.unwrap_or(0),
+            leader_changes: self.leader_changes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn soft(&self) -> SoftView {
+        self.soft.view(Instant::now())
+    }
+
+    async fn propose(&self, command: Command) -> Result<CommandResult, ServiceError> {
+        self.node.propose(command).await.map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    async fn read_log(&self, job: &JobId, cursor: u64, max_bytes: usize) -> Result<LogPiece, ServiceError> {
+        let state = self.state();
+        let record = state.job(job).ok_or_else(|| ServiceError::NotFound(format!("no job {job}")))?;
+        if record.attempt == 0 {
+            return Ok(LogPiece { data: Vec::new(), next_offset: cursor });
+        }
+        let (attempt, offset) = logs::split_cursor(cursor);
+        let attempt = attempt.min(record.attempt);
+        let host = logs::host_of(&state, job, attempt).unwrap_or_else(|| self.name.clone());
+        let request = LogsRequest {
+            job: job.0.clone(),
+            attempt,
+            offset,
+            max_bytes: max_bytes.min(logs::MAX_PIECE) as u32,
+        };
+        let response = match self.read_attempt_log(&host, request).await {
+            Ok(response) => response,
+            // An earlier attempt whose host is gone: skip it rather than stall the reader.
+            Err(_) if attempt < record.attempt => LogsResponse { data: Vec::new(), next_offset: offset },
+            Err(err) => return Err(err),
+        };
+        Ok(logs::piece(attempt, record.attempt, response))
+    }
+
+    fn extra_metrics(&self) -> Vec<(String, String, f64)> {
+        self.extra.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

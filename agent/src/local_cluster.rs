@@ -1,0 +1,240 @@
+//! A mesh of real `saturn-agent` processes on 127.0.0.1, for `saturn demo`, the
+//! end-to-end tests and benchmarks. Each agent gets its own data dir, mesh port and API
+//! port; every process is stopped when the [`LocalCluster`] is dropped.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// One agent of a [`LocalCluster`].
+#[derive(Debug)]
+pub struct LocalAgent {
+    /// `--name`.
+    pub name: String,
+    /// Mesh TCP port on 127.0.0.1.
+    pub mesh_port: u16,
+    /// API port on 127.0.0.1.
+    pub api_port: u16,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// Where its stdout/stderr go.
+    pub log_path: PathBuf,
+    /// Its full argument list (to restart it identically).
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl LocalAgent {
+    /// `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// `/ip4/127.0.0.1/tcp/PORT`.
+    pub fn mesh_addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.mesh_port)
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+/// How to start a local cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Directory holding `saturn-agent`.
+    pub bin_dir: PathBuf,
+    /// Directory for data dirs and logs.
+    pub base_dir: PathBuf,
+    /// Agent names.
+    pub names: Vec<String>,
+    /// `--gpus` of every agent.
+    pub gpus: String,
+    /// `--bootstrap-expect` (agents beyond it join later as learners).
+    pub bootstrap_expect: usize,
+    /// Extra flags for every agent.
+    pub extra_args: Vec<String>,
+    /// Extra environment for every agent.
+    pub env: Vec<(String, String)>,
+}
+
+/// Real agent processes on loopback; stopped on drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// The agents, in start order.
+    pub agents: Vec<LocalAgent>,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The directory of the running executable (where cargo puts `saturn-agent` too).
+pub fn sibling_bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the running executable")?;
+    let dir = exe.parent().context("the executable has no directory")?;
+    // Test binaries live in target/<profile>/deps; the agent binary one level up.
+    if dir.ends_with("deps") {
+        if let Some(up) = dir.parent() {
+            return Ok(up.to_path_buf());
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
+impl LocalCluster {
+    /// Starts every agent (the first ones with `--bootstrap-expect`, all joining the first).
+    pub fn start(options: &ClusterOptions) -> Result<Self> {
+        let bin = options.bin_dir.join("saturn-agent");
+        if !bin.exists() {
+            bail!("{} not found: build it first (cargo build --release)", bin.display());
+        }
+        std::fs::create_dir_all(&options.base_dir)
+            .with_context(|| format!("cannot create {}", options.base_dir.display()))?;
+        let mut cluster = LocalCluster { agents: Vec::new(), bin, env: options.env.clone() };
+        let mut first_mesh: Option<String> = None;
+        for name in &options.names {
+            let mesh_port = free_port()?;
+            let api_port = free_port()?;
+            let data_dir = options.base_dir.join(name);
+            let mut args = vec![
+                "--name".to_string(),
+                name.clone(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--listen".into(),
+                format!("/ip4/127.0.0.1/tcp/{mesh_port}"),
+                "--api".into(),
+                format!("127.0.0.1:{api_port}"),
+                "--gpus".into(),
+                options.gpus.clone(),
+                "--bootstrap-expect".into(),
+                options.bootstrap_expect.to_string(),
+                "--no-mdns".into(),
+            ];
+            if let Some(join) = &first_mesh {
+                args.push("--join".into());
+                args.push(join.clone());
+            }
+            args.extend(options.extra_args.iter().cloned());
+            let agent = LocalAgent {
+                name: name.clone(),
+                mesh_port,
+                api_port,
+                log_path: options.base_dir.join(format!("{name}.log")),
+                data_dir,
+                args,
+                child: None,
+            };
+            first_mesh.get_or_insert_with(|| agent.mesh_addr());
+            cluster.agents.push(agent);
+        }
+        // The first agent joins the second, so that whichever starts first finds the other.
+        if cluster.agents.len() > 1 {
+            let second = cluster.agents[1].mesh_addr();
+            cluster.agents[0].args.extend(["--join".to_string(), second]);
+        }
+        for i in 0..cluster.agents.len() {
+            cluster.spawn(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let agent = &mut self.agents[i];
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&agent.log_path)
+            .with_context(|| format!("cannot open {}", agent.log_path.display()))?;
+        let mut command = Command::new(&self.bin);
+        command.args(&agent.args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let child = command.spawn().with_context(|| format!("cannot start {}", self.bin.display()))?;
+        agent.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends `signal` to agent `i` (SIGKILL: a crash; SIGSTOP/SIGCONT: a pause).
+    pub fn signal(&mut self, i: usize, signal: Signal) -> Result<()> {
+        let pid = self.agents[i].pid().context("agent is not running")?;
+        kill(Pid::from_raw(pid as i32), signal).with_context(|| format!("sending {signal} to {}", self.agents[i].name))
+    }
+
+    /// `kill -9` of agent `i`, waiting until it is gone.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        if let Some(mut child) = self.agents[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Restarts agent `i` with the same arguments (same data dir, ports, identity).
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        self.kill(i)?;
+        self.spawn(i)
+    }
+
+    /// SIGTERM agent `i` and wait (up to `timeout`) for it to exit; SIGKILL after.
+    pub fn stop(&mut self, i: usize, timeout: Duration) {
+        let Some(mut child) = self.agents[i].child.take() else { return };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The last `bytes` of agent `i`'s log, for failure messages.
+    pub fn log_tail(&self, i: usize, bytes: usize) -> String {
+        tail_of(&self.agents[i].log_path, bytes)
+    }
+}
+
+fn tail_of(path: &Path, bytes: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(bytes);
+    String::from_utf8_lossy(&text[start..]).into_owned()
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for agent in &self.agents {
+            if let Some(pid) = agent.pid() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        for i in 0..self.agents.len() {
+            self.stop(i, Duration::from_secs(10));
+        }
+    }
+}
