@@ -21,12 +21,16 @@ enum Command {
     Status,
     /// Solve a SPASE planner instance offline and print the plan JSON.
     Plan(cli::plan::PlanArgs),
+    /// Simulated training job: sleeps instead of computing (for demos and tests).
+    #[command(hide = true)]
+    SynthJob(saturn_agent::synth_job::SynthJobArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Plan(args) => cli::plan::run(args),
+        Command::SynthJob(args) => saturn_agent::synth_job::run(args),
         Command::Job(command) => block_on(cli::job::run(&cli.conn, command)),
         Command::Status => block_on(cli::status::run(&cli.conn)),
     };

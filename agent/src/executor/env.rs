@@ -1,0 +1,176 @@
+//! The exact environment a job process gets (spec: "What a job process gets").
+//!
+//! Pure: [`attempt_env`] turns an [`AttemptSpec`] into variables; the process layer
+//! decides what is inherited (see [`is_managed`]).
+
+use std::collections::BTreeMap;
+
+use super::spec::AttemptSpec;
+
+/// Variables Saturn sets besides the `SATURN_*` ones. They are removed from the
+/// inherited environment so that, say, a `WORLD_SIZE` in the agent's own environment
+/// never leaks into a single-host job.
+const MANAGED_NON_SATURN: [&str; 4] = ["CUDA_VISIBLE_DEVICES", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"];
+
+/// Whether `name` is a variable the agent owns: every `SATURN_*` variable (which also
+/// keeps the CLI's `SATURN_TOKEN`/`SATURN_ADDR` out of jobs) and the torchrun/CUDA ones
+/// in the table. Such variables are never inherited from the agent's environment.
+pub fn is_managed(name: &str) -> bool {
+    name.starts_with("SATURN_") || MANAGED_NON_SATURN.contains(&name)
+}
+
+/// The variables of the spec's table for this attempt, plus the user's `env`.
+///
+/// Saturn's variables win over a user's variable of the same name: the GPUs and the
+/// step range must be what the state machine planned.
+///
+/// - `SATURN_PROFILE_STEPS` is present only in trial runs.
+/// - `SATURN_GPU_MEMORY_MIB` (an addition to the table) is present when the agent knows
+///   the memory of one planned GPU.
+/// - The gang variables are present only for a gang spanning more than one host.
+///   `WORLD_SIZE` is the total number of GPUs of the gang (all hosts), as torchrun
+///   defines it for one process per GPU; `SATURN_GPUS` stays this host's count.
+pub fn attempt_env(spec: &AttemptSpec) -> BTreeMap<String, String> {
+    let mut env = spec.env.clone();
+    let gpu_list = spec.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let mut set = |name: &str, value: String| {
+        env.insert(name.to_owned(), value);
+    };
+    set("SATURN_JOB_ID", spec.job_id.clone());
+    set("SATURN_ATTEMPT", spec.attempt.to_string());
+    set("SATURN_AGENT", spec.agent_name.clone());
+    set("SATURN_TECHNIQUE", spec.technique.clone());
+    set("SATURN_GPUS", spec.gpus.len().to_string());
+    set("CUDA_VISIBLE_DEVICES", gpu_list);
+    set("SATURN_GPU_MODEL", spec.gpu_model.clone());
+    set("SATURN_STEPS", spec.steps.to_string());
+    set("SATURN_START_STEP", spec.start_step.to_string());
+    set("SATURN_CHECKPOINT_DIR", spec.checkpoint_dir.display().to_string());
+    if let Some(memory) = spec.gpu_memory_mib {
+        set("SATURN_GPU_MEMORY_MIB", memory.to_string());
+    }
+    if let Some(profile_steps) = spec.profile_steps {
+        set("SATURN_PROFILE_STEPS", profile_steps.to_string());
+    }
+    if let Some(gang) = spec.gang.as_ref().filter(|gang| gang.nnodes > 1) {
+        set("SATURN_NNODES", gang.nnodes.to_string());
+        set("SATURN_NODE_RANK", gang.node_rank.to_string());
+        set("MASTER_ADDR", gang.master_addr.clone());
+        set("MASTER_PORT", gang.master_port.to_string());
+        set("WORLD_SIZE", gang.world_size.to_string());
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::spec::Gang;
+    use std::path::PathBuf;
+
+    fn spec() -> AttemptSpec {
+        AttemptSpec {
+            job_id: "j-000017".into(),
+            attempt: 2,
+            agent_name: "node-b".into(),
+            technique: "fsdp".into(),
+            gpus: vec![0, 1, 3],
+            gpu_model: "A100-80GB".into(),
+            gpu_memory_mib: None,
+            steps: 20000,
+            start_step: 5120,
+            checkpoint_dir: PathBuf::from("/data/ckpt/j-000017"),
+            profile_steps: None,
+            gang: None,
+            env: BTreeMap::from([("HF_HOME".into(), "/data/hf".into())]),
+            command: vec!["python3".into(), "train.py".into()],
+            workdir: PathBuf::from("/home/lab"),
+        }
+    }
+
+    fn pairs(env: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    #[test]
+    fn single_host_run_gets_the_table_and_nothing_more() {
+        let env = attempt_env(&spec());
+        assert_eq!(
+            pairs(&env),
+            vec![
+                ("CUDA_VISIBLE_DEVICES", "0,1,3"),
+                ("HF_HOME", "/data/hf"),
+                ("SATURN_AGENT", "node-b"),
+                ("SATURN_ATTEMPT", "2"),
+                ("SATURN_CHECKPOINT_DIR", "/data/ckpt/j-000017"),
+                ("SATURN_GPUS", "3"),
+                ("SATURN_GPU_MODEL", "A100-80GB"),
+                ("SATURN_JOB_ID", "j-000017"),
+                ("SATURN_START_STEP", "5120"),
+                ("SATURN_STEPS", "20000"),
+                ("SATURN_TECHNIQUE", "fsdp"),
+            ]
+        );
+    }
+
+    #[test]
+    fn trial_run_gets_profile_steps() {
+        let mut spec = spec();
+        spec.profile_steps = Some(30);
+        spec.gpu_memory_mib = Some(81920);
+        let env = attempt_env(&spec);
+        assert_eq!(env.get("SATURN_PROFILE_STEPS").map(String::as_str), Some("30"));
+        assert_eq!(env.get("SATURN_GPU_MEMORY_MIB").map(String::as_str), Some("81920"));
+    }
+
+    #[test]
+    fn multi_host_gang_gets_torchrun_variables_with_world_size_counting_all_gpus() {
+        let mut spec = spec();
+        spec.gang = Some(Gang {
+            nnodes: 2,
+            node_rank: 1,
+            master_addr: "10.0.0.5".into(),
+            master_port: 29500,
+            world_size: 6,
+        });
+        let env = attempt_env(&spec);
+        for (name, value) in [
+            ("SATURN_NNODES", "2"),
+            ("SATURN_NODE_RANK", "1"),
+            ("MASTER_ADDR", "10.0.0.5"),
+            ("MASTER_PORT", "29500"),
+            ("WORLD_SIZE", "6"),
+            ("SATURN_GPUS", "3"),
+        ] {
+            assert_eq!(env.get(name).map(String::as_str), Some(value), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_one_host_gang_is_not_a_gang() {
+        let mut spec = spec();
+        spec.gang = Some(Gang {
+            nnodes: 1,
+            node_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            master_port: 29500,
+            world_size: 3,
+        });
+        let env = attempt_env(&spec);
+        assert!(!env.contains_key("WORLD_SIZE") && !env.contains_key("SATURN_NNODES"));
+    }
+
+    #[test]
+    fn saturn_variables_override_the_users() {
+        let mut spec = spec();
+        spec.env.insert("CUDA_VISIBLE_DEVICES".into(), "7".into());
+        assert_eq!(attempt_env(&spec)["CUDA_VISIBLE_DEVICES"], "0,1,3");
+    }
+
+    #[test]
+    fn managed_names() {
+        assert!(is_managed("SATURN_TOKEN"));
+        assert!(is_managed("WORLD_SIZE"));
+        assert!(!is_managed("HF_HOME"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The task that watches one attempt's process: reads its output into the log and
+//! the protocol parser, forwards events, carries out stop requests, and reports the
+//! exit once the process (and its whole group) is gone.
+
+use std::collections::VecDeque;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, BufReader};
+use tokio::process::Child;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::event::{AttemptEvent, ProcessEvent};
+use super::lines::BoundedLines;
+use super::logs::RotatingLog;
+use super::pidfile::PidDir;
+use super::process::{Control, ExitHook, ProcessSettings};
+use super::protocol::parse_line;
+use super::spec::AttemptKey;
+use super::step_time::{robust_step_time, StepSample};
+use super::throttle::Throttle;
+
+/// Lines of stderr kept to explain a failure.
+const STDERR_TAIL_LINES: usize = 3;
+/// Characters kept of each of those lines.
+const STDERR_TAIL_CHARS: usize = 300;
+/// Step samples kept for a trial run; far more than any trial needs.
+const MAX_SAMPLES: usize = 100_000;
+
+/// Everything the supervisor owns besides the child and its control channel.
+pub(crate) struct Supervisor {
+    pub key: AttemptKey,
+    pub pid: u32,
+    pub trial: bool,
+    pub log: RotatingLog,
+    pub settings: ProcessSettings,
+    pub pids: PidDir,
+    pub events: mpsc::UnboundedSender<AttemptEvent>,
+    pub on_exit: ExitHook,
+}
+
+/// A line of output and when it was read.
+struct Line {
+    stderr: bool,
+    text: String,
+    at: Instant,
+    wall: SystemTime,
+}
+
+/// What was asked of the process, to explain how it ended.
+#[derive(Debug, Default, Clone, Copy)]
+struct StopState {
+    terminate_requested: bool,
+    killed_after_grace: Option<Duration>,
+    kill_requested: bool,
+}
+
+/// Runs until the process has exited and its output is drained; sends `Exited` last.
+pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control: mpsc::UnboundedReceiver<Control>) {
+    let (line_tx, mut lines) = mpsc::channel::<Line>(256);
+    let mut readers: Vec<JoinHandle<()>> = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(tokio::spawn(read_lines(stdout, false, sup.settings.max_line_bytes, line_tx.clone())));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(tokio::spawn(read_lines(stderr, true, sup.settings.max_line_bytes, line_tx)));
+    } else {
+        drop(line_tx);
+    }
+
+    let started = Instant::now();
+    let mut throttle = Throttle::new(sup.settings.progress_interval);
+    let mut samples = Vec::new();
+    let mut stderr_tail = VecDeque::new();
+    let mut stop = StopState::default();
+    let mut kill_at: Option<Instant> = None;
+    let mut grace_given = Duration::ZERO;
+    let mut status: Option<std::io::Result<ExitStatus>> = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut lines_open = true;
+    let mut control_open = true;
+
+    while status.is_none() || lines_open {
+        tokio::select! {
+            line = lines.recv(), if lines_open => match line {
+                Some(line) => {
+                    sup.handle_line(&line, &mut throttle, &mut samples, &mut stderr_tail, started);
+                }
+                None => lines_open = false,
+            },
+            exited = child.wait(), if status.is_none() => {
+                status = Some(exited);
+                // Whatever the job left behind in its group goes with it: the GPUs are
+                // about to be declared free.
+                signal_group(sup.pid, Signal::SIGKILL);
+                drain_until = Some(Instant::now() + sup.settings.exit_drain);
+            }
+            request = control.recv(), if control_open && status.is_none() => match request {
+                Some(Control::Terminate(grace)) => {
+                    // One SIGTERM only: a second one can abort a checkpoint in progress
+                    // (many launchers treat it as "force").
+                    if !stop.terminate_requested {
+                        signal_group(sup.pid, Signal::SIGTERM);
+                    }
+                    stop.terminate_requested = true;
+                    let at = Instant::now() + grace;
+                    if kill_at.is_none_or(|current| at < current) {
+                        kill_at = Some(at);
+                        grace_given = grace;
+                    }
+                }
+                Some(Control::Kill) => {
+                    stop.kill_requested = true;
+                    signal_group(sup.pid, Signal::SIGKILL);
+                }
+                None => control_open = false,
+            },
+            _ = sleep_until(throttle.deadline()) => {
+                for event in throttle.flush(Instant::now()) {
+                    sup.send(event);
+                }
+            }
+            _ = sleep_until(kill_at), if status.is_none() => {
+                stop.killed_after_grace = Some(grace_given);
+                signal_group(sup.pid, Signal::SIGKILL);
+                kill_at = None;
+            }
+            _ = sleep_until(drain_until), if lines_open => lines_open = false,
+        }
+    }
+    for reader in readers {
+        reader.abort();
+    }
+    for event in throttle.flush(Instant::now()) {
+        sup.send(event);
+    }
+    if sup.trial {
+        if let Some(seconds_per_step) = robust_step_time(&samples) {
+            sup.send(ProcessEvent::StepTime { seconds_per_step, samples: samples.len() });
+        }
+    }
+    let exited = match status {
+        Some(Ok(status)) => exit_event(status, stop, &stderr_tail),
+        // `None` cannot happen (the loop ends only once the status is known).
+        Some(Err(_)) | None => ProcessEvent::Exited {
+            code: None,
+            signal: None,
+            error: Some("lost track of the process: its exit status could not be read".to_owned()),
+        },
+    };
+    if let Err(err) = sup.pids.remove(&sup.key) {
+        tracing::warn!(key = %sup.key, %err, "cannot remove a process record");
+    }
+    (sup.on_exit)(&exited);
+    let _ = sup.events.send(AttemptEvent { key: sup.key, event: exited });
+}
+
+impl Supervisor {
+    fn handle_line(
+        &mut self,
+        line: &Line,
+        throttle: &mut Throttle,
+        samples: &mut Vec<StepSample>,
+        stderr_tail: &mut VecDeque<String>,
+        started: Instant,
+    ) {
+        // The log is written from this task with blocking calls: a line is small and
+        // this task serves only this one process, so nothing else waits on it.
+        if let Err(err) = self.log.write_line(line.text.as_bytes()) {
+            tracing::warn!(key = %self.key, %err, "cannot write the job log");
+        }
+        if line.stderr {
+            if !line.text.trim().is_empty() {
+                if stderr_tail.len() == STDERR_TAIL_LINES {
+                    stderr_tail.pop_front();
+                }
+                stderr_tail.push_back(line.text.chars().take(STDERR_TAIL_CHARS).collect());
+            }
+            return;
+        }
+        let Some(report) = parse_line(&line.text) else { return };
+        if let (true, super::protocol::Report::Step(step)) = (self.trial, &report) {
+            if samples.len() < MAX_SAMPLES {
+                samples.push(StepSample { step: *step, at: line.at.duration_since(started) });
+            }
+        }
+        for event in throttle.offer(report, line.at, line.wall) {
+            self.send(event);
+        }
+    }
+
+    fn send(&self, event: ProcessEvent) {
+        let _ = self.events.send(AttemptEvent { key: self.key.clone(), event });
+    }
+}
+
+async fn read_lines(stream: impl AsyncRead + Unpin, stderr: bool, max_len: usize, out: mpsc::Sender<Line>) {
+    let mut reader = BoundedLines::new(BufReader::new(stream), max_len);
+    while let Ok(Some(text)) = reader.next_line().await {
+        let line = Line { stderr, text, at: Instant::now(), wall: SystemTime::now() };
+        if out.send(line).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Builds the `Exited` event, with an error that says why in words.
+fn exit_event(status: ExitStatus, stop: StopState, stderr_tail: &VecDeque<String>) -> ProcessEvent {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code();
+    let signal = status.signal();
+    let reason = match (code, signal) {
+        (Some(0), _) => None,
+        (Some(code), _) => Some(format!("exit status {code}")),
+        (None, Some(signal)) => Some(signal_reason(signal, stop)),
+        (None, None) => Some("ended without an exit status".to_owned()),
+    };
+    let error = reason.map(|reason| {
+        if stderr_tail.is_empty() {
+            reason
+        } else {
+            let tail: Vec<&str> = stderr_tail.iter().map(String::as_str).collect();
+            format!("{reason}: {}", tail.join(" | "))
+        }
+    });
+    ProcessEvent::Exited { code, signal, error }
+}
+
+fn signal_reason(signal: i32, stop: StopState) -> String {
+    let name = Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned());
+    match stop {
+        StopState { killed_after_grace: Some(grace), .. } => {
+            format!("killed with SIGKILL: still running {}s after SIGTERM", grace.as_secs_f64())
+        }
+        StopState { kill_requested: true, .. } => "killed by saturn (SIGKILL)".to_owned(),
+        StopState { terminate_requested: true, .. } => format!("stopped by saturn ({name})"),
+        _ => format!("killed by {name}"),
+    }
+}
+
+/// Signals the whole process group. After the leader has exited, the group id stays
+/// reserved as long as any member lives, so this still reaches only our processes;
+/// ESRCH (the group is already empty) is the outcome we want anyway.
+fn signal_group(pgid: u32, signal: Signal) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        if pgid > 1 {
+            let _ = killpg(Pid::from_raw(pgid), signal);
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

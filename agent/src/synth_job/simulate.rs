@@ -1,0 +1,241 @@
+//! The simulated job's main loop: sleep a step, report it, checkpoint, repeat.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::{sleep_until, Instant};
+
+use super::checkpoint::{self, Checkpoint};
+use super::contract::JobEnv;
+use super::cost::{synthetic_step_time, Infeasible};
+use super::record::{self, SegmentRecord};
+use super::SynthJobArgs;
+
+/// Report at most about this often, so a tiny step time does not flood the agent.
+const MIN_REPORT_INTERVAL_S: f64 = 0.005;
+/// A metric line goes with every this many step reports.
+const REPORTS_PER_METRIC: u64 = 10;
+
+/// How a segment ended.
+#[derive(Debug)]
+enum Outcome {
+    Completed,
+    Profiled,
+    Terminated,
+    Failed(String),
+    BadInput(String),
+    Infeasible(Infeasible),
+}
+
+impl Outcome {
+    fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Completed | Outcome::Profiled | Outcome::Terminated => 0,
+            Outcome::Failed(_) => 1,
+            Outcome::BadInput(_) => 2,
+            Outcome::Infeasible(_) => 3,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Profiled => "profiled",
+            Outcome::Terminated => "terminated",
+            Outcome::Failed(_) | Outcome::BadInput(_) => "failed",
+            Outcome::Infeasible(_) => "infeasible",
+        }
+    }
+}
+
+/// One simulated attempt segment.
+struct Simulation<'a> {
+    args: &'a SynthJobArgs,
+    job: JobEnv,
+    rng: StdRng,
+    done: u64,
+    last_checkpoint: Option<u64>,
+}
+
+/// Runs the job to its end and returns the exit status.
+pub(super) async fn simulate(args: &SynthJobArgs, job: JobEnv) -> anyhow::Result<i32> {
+    // First, so a SIGTERM arriving at any later point is handled, not fatal.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let record_file = std::env::var_os("SATURN_SYNTH_RECORD_FILE").map(PathBuf::from);
+    let mut segment = SegmentRecord {
+        job: job.job_id.clone(),
+        attempt: job.attempt,
+        agent: job.agent.clone(),
+        gpus: job.gpus.clone(),
+        technique: job.technique.clone(),
+        start_ms: now_ms(),
+        end_ms: None,
+        start_step: job.start_step,
+        end_step: None,
+        outcome: "started".to_owned(),
+        profile: job.profile_steps.is_some(),
+    };
+    write_record(record_file.as_deref(), &segment);
+    let seed = args.seed.unwrap_or_else(|| fnv1a(format!("{}/{}", job.job_id, job.attempt).as_bytes()));
+    let done = job.start_step;
+    let mut simulation = Simulation { args, job, rng: StdRng::seed_from_u64(seed), done, last_checkpoint: None };
+    let outcome = simulation.run(&mut sigterm).await;
+    match &outcome {
+        Outcome::Failed(why) | Outcome::BadInput(why) => eprintln!("synth-job: error: {why}"),
+        Outcome::Infeasible(why) => eprintln!("synth-job: {why}"),
+        _ => {}
+    }
+    segment.end_ms = Some(now_ms());
+    segment.end_step = Some(simulation.done);
+    segment.outcome = outcome.name().to_owned();
+    write_record(record_file.as_deref(), &segment);
+    Ok(outcome.exit_code())
+}
+
+impl Simulation<'_> {
+    async fn run(&mut self, sigterm: &mut tokio::signal::unix::Signal) -> Outcome {
+        if self.args.fail_always {
+            return Outcome::Failed("simulated failure (--fail-always)".to_owned());
+        }
+        let job = &self.job;
+        let step_time =
+            match synthetic_step_time(&self.args.model(), &job.technique, job.gpus_per_host, job.nnodes, job.gpu_memory_mib) {
+                Ok(seconds) => seconds * self.args.time_scale,
+                Err(infeasible) => return Outcome::Infeasible(infeasible),
+            };
+        if let Err(problem) = self.resume() {
+            return Outcome::BadInput(problem);
+        }
+        let trial = self.job.profile_steps;
+        let end = trial.map_or(self.job.steps, |steps| self.job.start_step + steps);
+        let report_every = ((MIN_REPORT_INTERVAL_S / step_time).ceil() as u64).max(1);
+        let checkpoint_every = self.args.checkpoint_every.unwrap_or((self.job.steps / 10).max(1));
+        println!(
+            "synth-job: simulated training job {} attempt {}: {} on {} GPU(s) x {} host(s), {:.4} s/step, steps {}..{}",
+            self.job.job_id, self.job.attempt, self.job.technique, self.job.gpus_per_host, self.job.nnodes, step_time,
+            self.done, end
+        );
+        let mut deadline = Instant::now();
+        while self.done < end {
+            let step = self.done + 1;
+            if self.args.fail_at_step == Some(step) {
+                return Outcome::Failed(format!("simulated failure at step {step} (--fail-at-step)"));
+            }
+            let jitter = 1.0 + self.args.jitter * self.rng.gen_range(-1.0..=1.0);
+            deadline += Duration::from_secs_f64(step_time * jitter);
+            tokio::select! {
+                _ = sleep_until(deadline) => {}
+                _ = sigterm.recv() => return self.stop(trial.is_some()),
+            }
+            self.done = step;
+            let reports = step / report_every;
+            if step % report_every == 0 || step == end {
+                println!("SATURN step={step}");
+                if reports % REPORTS_PER_METRIC == 0 || step == end {
+                    let noise = 1.0 + 0.002 * self.rng.gen_range(-1.0..=1.0);
+                    println!("SATURN metric loss={:.4}", loss_at(step, self.args.lr, self.args.batch_size) * noise);
+                }
+            }
+            if trial.is_none() && step % checkpoint_every == 0 && step < end {
+                if let Err(err) = self.checkpoint() {
+                    return Outcome::Failed(err);
+                }
+            }
+        }
+        if trial.is_some() {
+            Outcome::Profiled
+        } else {
+            Outcome::Completed
+        }
+    }
+
+    /// Verifies the checkpoint to resume from, when there should be one.
+    fn resume(&mut self) -> Result<(), String> {
+        let (start, Some(dir)) = (self.job.start_step, &self.job.checkpoint_dir) else { return Ok(()) };
+        if start == 0 {
+            return Ok(());
+        }
+        match checkpoint::read(dir, start) {
+            Ok(Some(found)) if found.job != self.job.job_id => Err(format!(
+                "checkpoint {} belongs to job {}, not {}",
+                checkpoint::checkpoint_path(dir, start).display(),
+                found.job,
+                self.job.job_id
+            )),
+            Ok(Some(_)) => {
+                self.last_checkpoint = Some(start);
+                println!("synth-job: resuming from the checkpoint at step {start}");
+                Ok(())
+            }
+            Ok(None) => {
+                eprintln!("synth-job: warning: no checkpoint at step {start} in {}; continuing from step {start}", dir.display());
+                Ok(())
+            }
+            Err(err) => Err(format!("cannot read the checkpoint at step {start} in {}: {err}", dir.display())),
+        }
+    }
+
+    /// Writes a durable checkpoint at the current step, then reports it.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        let Some(dir) = &self.job.checkpoint_dir else { return Ok(()) };
+        if self.last_checkpoint != Some(self.done) {
+            checkpoint::write(dir, &Checkpoint { job: self.job.job_id.clone(), step: self.done })
+                .map_err(|err| format!("cannot write a checkpoint in {}: {err}", dir.display()))?;
+            self.last_checkpoint = Some(self.done);
+        }
+        println!("SATURN checkpoint step={}", self.done);
+        Ok(())
+    }
+
+    /// SIGTERM: checkpoint (not in a trial run) and stop.
+    fn stop(&mut self, trial: bool) -> Outcome {
+        println!("synth-job: SIGTERM at step {}", self.done);
+        if trial || self.done == 0 {
+            return Outcome::Terminated;
+        }
+        match self.checkpoint() {
+            Ok(()) => Outcome::Terminated,
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+}
+
+/// A plausible training loss: falls fast, then slowly towards a floor; a larger
+/// learning rate or batch size moves along the curve faster.
+pub fn loss_at(step: u64, lr: f64, batch_size: u32) -> f64 {
+    let speed = 0.002 * (lr / 1e-4).sqrt() * (f64::from(batch_size) / 32.0).powf(0.25);
+    1.2 + 3.0 / (1.0 + speed * step as f64).powf(0.6)
+}
+
+fn write_record(path: Option<&std::path::Path>, segment: &SegmentRecord) {
+    if let Some(path) = path {
+        if let Err(err) = record::append(path, segment) {
+            eprintln!("synth-job: warning: cannot append to {}: {err}", path.display());
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A stable hash (FNV-1a), so the default seed is the same on every build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_falls_and_a_larger_learning_rate_falls_faster() {
+        assert!(loss_at(0, 1e-4, 32) > loss_at(1000, 1e-4, 32));
+        assert!(loss_at(1000, 1e-3, 32) < loss_at(1000, 1e-4, 32));
+        assert!(loss_at(1_000_000, 1e-4, 32) > 1.2);
+    }
+}
