@@ -36,7 +36,7 @@ pub(crate) fn max_heuristic(problem: &Problem) -> (Vec<u16>, Placed) {
     let mut hosts_by_free: Vec<u32> = Vec::new();
     for (j, job) in problem.jobs.iter().enumerate().filter(|(j, _)| !done[*j]) {
         let single = job.modes.iter().any(|m| m.fixed.is_none() && m.hosts == 1);
-        let mut best: Option<(f64, usize, Vec<u32>)> = None;
+        let mut best: Option<(f64, f64, usize, Vec<u32>)> = None;
         for (m, mode) in job.modes.iter().enumerate() {
             if mode.fixed.is_some() || (single && mode.hosts != 1) {
                 continue;
@@ -46,15 +46,15 @@ pub(crate) fn max_heuristic(problem: &Problem) -> (Vec<u16>, Placed) {
             let chosen = &hosts_by_free[..mode.hosts as usize];
             let start = host_free[*chosen.last().unwrap_or(&0) as usize].max(job.release);
             let finish = start + mode.runtime;
-            if best.as_ref().is_none_or(|(f, _, _)| finish < *f) {
-                best = Some((finish, m, chosen.to_vec()));
+            if best.as_ref().is_none_or(|(f, _, _, _)| finish < *f) {
+                best = Some((finish, start, m, chosen.to_vec()));
             }
         }
         // Every job has a non-fixed mode that fits (validated), so `best` is set.
-        let Some((finish, m, hosts)) = best else { continue };
+        let Some((finish, start, m, hosts)) = best else { continue };
         let mode = &job.modes[m];
         modes[j] = m as u16;
-        placed.start[j] = finish - mode.runtime;
+        placed.start[j] = start;
         for &h in &hosts {
             let first = problem.hosts[h as usize].first_gpu;
             placed.gpus[j].extend(first..first + mode.per_host);
