@@ -9,16 +9,29 @@
 //! - [`command`]: [`Command`] (the only way state changes) and [`CommandResult`].
 //! - [`state`]: [`ClusterState`] and its records and queries; [`apply`] holds the
 //!   deterministic transitions ([`ClusterState::apply`]).
+//! - [`proposal`]: what a log entry carries; retry de-duplication.
 //! - [`raft_types`]: the openraft [`TypeConfig`].
+//! - [`codec`]: the bincode encoding used on disk and on the wire.
+//! - [`storage`]: durable log, vote and snapshots in redb; the in-memory state machine.
 #![deny(missing_docs)]
 
 pub mod apply;
+pub mod codec;
 pub mod command;
+pub mod config;
+pub mod consensus_node;
 pub mod job;
+pub mod mem_transport;
+pub mod metrics;
 pub mod node;
+pub mod proposal;
 pub mod raft_types;
+pub mod rpc;
 pub mod serde_seq;
+pub mod server;
 pub mod state;
+pub mod storage;
+pub mod transport;
 
 pub use command::{
     Attempt, AttemptEvent, Command, CommandResult, DispatchKind, JobPhase, PlannedAssignment, ProfileKey,
@@ -28,3 +41,9 @@ pub use job::{HostGpus, JobId, JobSpec, Placement};
 pub use node::{node_id_for_peer, AgentNode, GpuInfo, NodeId};
 pub use raft_types::TypeConfig;
 pub use state::{AgentRecord, AttemptStatus, ClusterState, Counters, GpuHolder, GpuSlot, JobRecord, JobState, LiveAttempt};
+pub use config::NodeConfig;
+pub use consensus_node::{ConsensusNode, MembershipError, ProposeError, ShutdownError, StartError};
+pub use metrics::{NodeMetrics, Role};
+pub use rpc::{ForwardError, RaftRequest, RaftResponse};
+pub use server::RaftServer;
+pub use transport::{Transport, TransportError};

@@ -2,15 +2,16 @@
 
 use std::io::Cursor;
 
-use crate::command::{Command, CommandResult};
+use crate::command::CommandResult;
+use crate::proposal::Proposal;
 use crate::node::{AgentNode, NodeId};
 
 openraft::declare_raft_types!(
-    /// Saturn's Raft types: log entries carry [`Command`]s, apply returns
+    /// Saturn's Raft types: log entries carry [`Proposal`]s (commands with a retry id), apply returns
     /// [`CommandResult`]s, members are [`AgentNode`]s with `u64` ids, snapshots are
     /// in-memory byte buffers (the state is small: jobs, profiles, a plan).
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = CommandResult,
         NodeId = NodeId,
         Node = AgentNode,

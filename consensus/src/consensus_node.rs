@@ -1,0 +1,276 @@
+//! [`ConsensusNode`]: one member's Raft node, durable storage and the applied state, behind
+//! a handle that proposes from any member and reads locally.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::command::{Command, CommandResult};
+use crate::config::NodeConfig;
+use crate::metrics::NodeMetrics;
+use crate::node::{AgentNode, NodeId};
+use crate::proposal::{Proposal, ProposalId};
+use crate::raft_types::{Raft, RaftMetrics};
+use crate::rpc::{ForwardError, RaftRequest, RaftResponse};
+use crate::server::RaftServer;
+use crate::state::ClusterState;
+use crate::storage::{self, SharedState, StoreError};
+use crate::transport::{Network, Transport};
+
+/// The node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid (e.g. election timeout not above the heartbeat).
+    #[error("invalid raft configuration: {0}")]
+    Config(#[from] openraft::ConfigError),
+    /// The data directory or its database could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// openraft refused to start (its storage returned an error while loading).
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// A proposal was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// No leader committed it before the deadline (no quorum reachable, or elections
+    /// kept failing). It may still be committed later; re-proposing is safe only for
+    /// idempotent commands.
+    #[error("no leader committed the proposal within {waited:?} (last problem: {last_problem})")]
+    Timeout {
+        /// How long we tried.
+        waited: Duration,
+        /// The last reason a try failed.
+        last_problem: String,
+    },
+    /// This node is shutting down or its Raft core stopped.
+    #[error("consensus node stopped: {0}")]
+    Stopped(String),
+}
+
+/// A membership change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// Membership changes are made by the leader; this node is not it.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// The cluster was already initialised (harmless when re-running formation).
+    #[error("cluster already initialised")]
+    AlreadyInitialized,
+    /// openraft refused the change (e.g. another change is in progress).
+    #[error("membership change refused: {0}")]
+    Refused(String),
+}
+
+/// The node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("raft core did not stop cleanly: {0}")]
+pub struct ShutdownError(String);
+
+/// A running member.
+pub struct ConsensusNode {
+    id: NodeId,
+    node: AgentNode,
+    raft: Raft,
+    shared: SharedState,
+    transport: Arc<dyn Transport>,
+    /// Identifies this incarnation's proposals (see [`ProposalId`]).
+    client: u64,
+    next_seq: AtomicU64,
+    propose_timeout: Duration,
+}
+
+impl ConsensusNode {
+    /// Opens (or creates) the storage in `data_dir`, restores the state from it and starts
+    /// the Raft node. Incoming requests must then be routed to [`server`](Self::server).
+    /// A fresh node is not part of any cluster until [`initialize`](Self::initialize)d or
+    /// added by a leader.
+    pub async fn start(config: NodeConfig, data_dir: &Path, transport: Arc<dyn Transport>) -> Result<Self, StartError> {
+        let raft_config = Arc::new(config.raft_config()?);
+        let (log_store, state_machine) = storage::open(data_dir)?;
+        let shared = state_machine.shared();
+        let id = config.node_id();
+        let network = Network::new(transport.clone());
+        let raft = Raft::new(id, raft_config, network, log_store, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        Ok(ConsensusNode {
+            id,
+            node: config.node,
+            raft,
+            shared,
+            transport,
+            client: rand::random(),
+            next_seq: AtomicU64::new(1),
+            propose_timeout: config.propose_timeout,
+        })
+    }
+
+    /// This member's Raft id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This member.
+    pub fn agent_node(&self) -> &AgentNode {
+        &self.node
+    }
+
+    /// The handler a transport calls with requests addressed to this member.
+    pub fn server(&self) -> RaftServer {
+        RaftServer::new(self.raft.clone())
+    }
+
+    /// The underlying openraft handle (for `wait()` and other low-level use).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// A copy of the applied state.
+    pub fn state(&self) -> ClusterState {
+        self.shared.read().state.clone()
+    }
+
+    /// Runs `read` on the applied state without copying it. Keep it short: it holds a
+    /// lock that apply waits for.
+    pub fn read<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
+        read(&self.shared.read().state)
+    }
+
+    /// A watch of the last applied log index; it changes on every apply, so an executor
+    /// can wait on it and then reconcile against [`state`](Self::state).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.subscribe()
+    }
+
+    /// Leader, term, role and log positions as this member sees them now.
+    pub fn metrics(&self) -> NodeMetrics {
+        NodeMetrics::from_raft(&self.raft.metrics().borrow())
+    }
+
+    /// openraft's metrics watch.
+    pub fn raft_metrics(&self) -> watch::Receiver<RaftMetrics> {
+        self.raft.metrics()
+    }
+
+    /// Commits `command` through the leader (this member if it leads, else forwarded)
+    /// and returns what applying it did. Retries across leader changes until the
+    /// configured deadline; a retry never applies the command twice (see
+    /// [`proposal`](crate::proposal)).
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let id = ProposalId { client: self.client, seq: self.next_seq.fetch_add(1, Ordering::Relaxed) };
+        let proposal = Proposal { id, command };
+        let started = Instant::now();
+        let deadline = started + self.propose_timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let last_problem = match self.try_propose(&proposal, deadline).await {
+                Ok(result) => return Ok(result),
+                Err(Try::Stopped(why)) => return Err(ProposeError::Stopped(why)),
+                Err(Try::Again(why)) => why,
+            };
+            if Instant::now() >= deadline {
+                return Err(ProposeError::Timeout { waited: started.elapsed(), last_problem });
+            }
+            // Retry as soon as the leader changes, or after a short pause otherwise.
+            let pause = Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now()));
+            let _changed_or_paused = tokio::time::timeout(pause, metrics.changed()).await;
+        }
+    }
+
+    async fn try_propose(&self, proposal: &Proposal, deadline: Instant) -> Result<CommandResult, Try> {
+        let leader = self.raft.current_leader().await;
+        let target = match leader {
+            Some(leader) if leader != self.id => self.member_node(leader).map(|node| (leader, node)),
+            _ => match self.raft.client_write(proposal.clone()).await {
+                Ok(written) => return Ok(written.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => to.leader_id.zip(to.leader_node),
+                Err(RaftError::APIError(other)) => return Err(Try::Again(other.to_string())),
+                Err(RaftError::Fatal(fatal)) => return Err(Try::Stopped(fatal.to_string())),
+            },
+        };
+        let Some((leader, node)) = target else { return Err(Try::Again("no leader known".to_string())) };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let call = self.transport.call(leader, &node, RaftRequest::Propose(proposal.clone()));
+        match tokio::time::timeout(remaining, call).await {
+            Ok(Ok(RaftResponse::Propose(Ok(result)))) => Ok(result),
+            Ok(Ok(RaftResponse::Propose(Err(ForwardError::NotLeader { .. })))) => {
+                Err(Try::Again(format!("{node} is no longer the leader")))
+            }
+            Ok(Ok(RaftResponse::Propose(Err(e)))) => Err(Try::Again(e.to_string())),
+            Ok(Ok(_)) => Err(Try::Again(format!("{node} answered a proposal with another kind of response"))),
+            Ok(Err(e)) => Err(Try::Again(format!("forwarding to {node}: {e}"))),
+            Err(_elapsed) => Err(Try::Again(format!("forwarding to {node}: no answer"))),
+        }
+    }
+
+    fn member_node(&self, id: NodeId) -> Option<AgentNode> {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// Forms a new cluster with `voters` (this member among them). Call on exactly one
+    /// member (see [`membership::formation`](crate::membership)).
+    pub async fn initialize(&self, voters: BTreeMap<NodeId, AgentNode>) -> Result<(), MembershipError> {
+        match self.raft.initialize(voters).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Err(MembershipError::AlreadyInitialized),
+            Err(e) => Err(MembershipError::Refused(e.to_string())),
+        }
+    }
+
+    /// Adds (or updates) a learner; returns once the change is committed, without waiting
+    /// for the learner to catch up. Leader only.
+    pub async fn add_learner(&self, id: NodeId, node: AgentNode) -> Result<(), MembershipError> {
+        let written = self.raft.add_learner(id, node, false).await;
+        written.map(drop).map_err(membership_error)
+    }
+
+    /// Makes exactly `voters` the voters; former voters not listed stay as learners.
+    /// Every new voter must already be a member. Leader only.
+    pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), MembershipError> {
+        self.raft.change_membership(voters, true).await.map(drop).map_err(membership_error)
+    }
+
+    /// Removes learners (a voter must first be demoted with
+    /// [`change_voters`](Self::change_voters)). Leader only.
+    pub async fn remove_learners(&self, ids: BTreeSet<NodeId>) -> Result<(), MembershipError> {
+        let change = ChangeMembers::RemoveNodes(ids);
+        self.raft.change_membership(change, false).await.map(drop).map_err(membership_error)
+    }
+
+    /// Whether this member currently leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Stops the Raft node (the storage is closed once the core has stopped).
+    pub async fn shutdown(&self) -> Result<(), ShutdownError> {
+        self.raft.shutdown().await.map_err(|e| ShutdownError(e.to_string()))
+    }
+}
+
+/// Outcome of one try to commit a proposal.
+enum Try {
+    /// Worth retrying (no leader, leader changed, link failed).
+    Again(String),
+    /// Never going to work.
+    Stopped(String),
+}
+
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, AgentNode>>) -> MembershipError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => MembershipError::NotLeader { leader: to.leader_id },
+        other => MembershipError::Refused(other.to_string()),
+    }
+}
