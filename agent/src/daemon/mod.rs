@@ -1,8 +1,205 @@
 //! The running agent: wires the mesh, Raft, the executor, the scheduler and the API
-//! together (being assembled).
+//! together. Each part is its own task; they meet only through the consensus node (hard
+//! state), the soft state (gossip) and channels.
+//!
+//! - [`raft_net`]: Raft RPCs over the mesh.
+//! - [`membership`]: cluster formation and voter upkeep.
+//! - [`soft`]: heartbeats and the failure detector.
+//! - [`executor_loop`]: replicated state → job processes, and their events back.
+//! - [`services`]: what the API and loops call on the agent.
+//! - [`logs`]: job logs across hosts.
+//! - `tasks`: the mesh event loop, heartbeats and the quorum fence.
 
 pub mod executor_loop;
 pub mod logs;
-pub mod soft;
+pub mod membership;
 pub mod raft_net;
 pub mod services;
+pub mod soft;
+mod tasks;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use saturn_consensus::{AgentNode, Command, ConsensusNode, GpuInfo, NodeConfig};
+use tokio::sync::watch;
+
+use crate::api::{self, now_ms, AgentServices, ApiState};
+use crate::executor::{ExecutorConfig, ProcessTable};
+use crate::mesh::{self, MeshConfig, Multiaddr, PreSharedKey};
+use crate::scheduler::config::SchedulerConfig;
+
+/// Everything the daemon needs to start, already validated.
+#[derive(Clone, Debug)]
+pub struct DaemonSettings {
+    /// Agent name.
+    pub name: String,
+    /// Data dir (Raft, node key, job logs, checkpoints).
+    pub data_dir: PathBuf,
+    /// Mesh listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through.
+    pub join: Vec<Multiaddr>,
+    /// Addresses to announce instead of the listen addresses, when set.
+    pub advertise: Vec<Multiaddr>,
+    /// Agents that form a new cluster together.
+    pub bootstrap_expect: usize,
+    /// HTTP API address.
+    pub api: SocketAddr,
+    /// Bearer token required by the API (when it is not on loopback).
+    pub api_token: Option<String>,
+    /// This host's GPUs.
+    pub gpus: Vec<GpuInfo>,
+    /// Whether the GPUs are simulated (utilisation is then derived from the state).
+    pub simulated_gpus: bool,
+    /// Pre-shared mesh key.
+    pub cluster_key: Option<PreSharedKey>,
+    /// mDNS discovery on the LAN.
+    pub mdns: bool,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// How long an agent may be silent before its jobs are moved elsewhere.
+    pub grace_period: Duration,
+    /// SIGTERM → SIGKILL grace for job processes.
+    pub kill_grace: Duration,
+    /// Scheduler knobs.
+    pub scheduler: SchedulerConfig,
+    /// Extra environment for every job process (e.g. records for tests).
+    pub job_env: std::collections::BTreeMap<String, String>,
+}
+
+impl DaemonSettings {
+    /// How long without a quorum before this agent stops its jobs. Half the grace
+    /// period, so a cut-off agent has stopped its processes well before the leader
+    /// declares it down and gives its GPUs' work to others.
+    pub fn fence_after(&self) -> Duration {
+        self.grace_period / 2
+    }
+}
+
+/// Runs the agent until `shutdown` resolves; then stops cleanly: jobs are asked to
+/// checkpoint and handed back, Raft and the mesh are closed.
+pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("data dir {} is not writable", settings.data_dir.display()))?;
+    let _lock = tasks::lock_data_dir(&settings.data_dir)?;
+    let api_listener = tokio::net::TcpListener::bind(settings.api)
+        .await
+        .with_context(|| format!("cannot listen for the API on {}", settings.api))?;
+
+    let keypair = mesh::load_or_create_keypair(&settings.data_dir)?;
+    let mut mesh_config = MeshConfig::new(settings.name.clone(), keypair);
+    mesh_config.listen = settings.listen.clone();
+    mesh_config.join = settings.join.clone();
+    mesh_config.mdns = settings.mdns;
+    mesh_config.cluster_key = settings.cluster_key;
+    let (mesh, mesh_events) = mesh::spawn(mesh_config).await?;
+    let addrs = if settings.advertise.is_empty() { mesh.listen_addrs().await? } else { settings.advertise.clone() };
+    let me = AgentNode {
+        name: settings.name.clone(),
+        peer_id: mesh.local_peer_id().to_string(),
+        addrs: addrs.iter().map(ToString::to_string).collect(),
+    };
+    tracing::info!(name = %me.name, peer_id = %me.peer_id, addrs = ?me.addrs, gpus = settings.gpus.len(), "agent starting");
+
+    let transport = Arc::new(raft_net::MeshTransport::new(mesh.clone()));
+    let node_config = NodeConfig::new(me.clone());
+    let node = Arc::new(
+        ConsensusNode::start(node_config, &settings.data_dir.join("raft"), transport)
+            .await
+            .context("cannot open the Raft storage")?,
+    );
+    let soft = Arc::new(soft::SoftState::new(&settings.name, settings.heartbeat));
+    let services = Arc::new(services::Services::new(
+        settings.name.clone(),
+        settings.data_dir.clone(),
+        node.clone(),
+        soft.clone(),
+        mesh.clone(),
+    ));
+
+    let mut executor_config = ExecutorConfig::new(&settings.data_dir);
+    executor_config.process.extra_env = settings.job_env.clone();
+    let (table, process_events, orphans) = ProcessTable::open(executor_config).await?;
+    if !orphans.is_empty() {
+        tracing::warn!(count = orphans.len(), "ended job processes left by a previous run of this agent");
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let fenced = Arc::new(AtomicBool::new(false));
+    let members = tasks::Members::default();
+    let mut handles = vec![
+        tokio::spawn(tasks::mesh_events(mesh_events, node.server(), soft.clone(), settings.data_dir.clone(), members.clone())),
+        tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
+        tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
+        tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced.clone())),
+        tokio::spawn(membership::run(
+            node.clone(),
+            soft.clone(),
+            settings.bootstrap_expect,
+            settings.grace_period,
+            members.not_members_fn(soft.clone()),
+        )),
+    ];
+    let exec_config = executor_loop::ExecutorLoopConfig {
+        agent: settings.name.clone(),
+        data_dir: settings.data_dir.clone(),
+        kill_grace: settings.kill_grace,
+    };
+    let executor = tokio::spawn(executor_loop::run(
+        exec_config,
+        services.clone(),
+        table.clone(),
+        process_events,
+        node.subscribe(),
+        fenced.clone(),
+        stop_rx.clone(),
+    ));
+    handles.push(tokio::spawn(tasks::scheduler(settings.clone(), node.clone(), soft.clone(), services.clone())));
+
+    let api_state = ApiState { services: services.clone(), token: settings.api_token.as_deref().map(Arc::from) };
+    let mut api_stop = stop_rx.clone();
+    let api_task = tokio::spawn(api::serve(api_listener, api_state, async move {
+        let _ = api_stop.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!(api = %settings.api, "agent ready");
+
+    shutdown.await;
+    tracing::info!("stopping: handing running jobs back");
+    hand_back_jobs(&settings.name, services.as_ref()).await;
+    let _ = stop_tx.send(true);
+    table.shutdown(settings.kill_grace).await;
+    // Give the reports of the exits a moment to be committed.
+    let _ = tokio::time::timeout(Duration::from_secs(3), executor).await;
+    for handle in handles {
+        handle.abort();
+    }
+    let _ = api_task.await;
+    if let Err(err) = node.shutdown().await {
+        tracing::warn!(%err, "Raft did not stop cleanly");
+    }
+    mesh.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Preempts this agent's running attempts, so that their exits on SIGTERM are hand-backs
+/// (the jobs go back to `scheduled` at their checkpoint) rather than failures.
+async fn hand_back_jobs(agent: &str, services: &dyn AgentServices) {
+    let state = services.state();
+    let mine: Vec<_> = state
+        .attempts_on_host(agent)
+        .map(|(record, live)| (record.id.clone(), live.attempt))
+        .collect();
+    for (job, attempt) in mine {
+        let preempt = Command::Preempt { job: job.clone(), attempt, at_ms: now_ms() };
+        match tokio::time::timeout(Duration::from_secs(3), services.propose(preempt)).await {
+            Ok(Ok(_)) => {}
+            _ => tracing::warn!(%job, "could not hand the job back; the leader will reschedule it after the grace period"),
+        }
+    }
+}

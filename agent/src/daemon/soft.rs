@@ -63,8 +63,10 @@ impl SoftState {
             return;
         }
         if let Some(previous) = inner.heard.get(&heartbeat.name) {
-            // Gossip may deliver out of order; an older heartbeat says nothing new.
-            if previous.heartbeat.peer_id == heartbeat.peer_id && previous.heartbeat.seq >= heartbeat.seq {
+            // Gossip may deliver out of order; an older heartbeat says nothing new. `seq`
+            // restarts with the agent, so the sender's clock orders heartbeats first.
+            let older = (heartbeat.at_ms, heartbeat.seq) <= (previous.heartbeat.at_ms, previous.heartbeat.seq);
+            if previous.heartbeat.peer_id == heartbeat.peer_id && older {
                 return;
             }
         }

