@@ -1,0 +1,188 @@
+//! Replicated state → the planner's [`Instance`].
+//!
+//! - Hosts are the up agents with GPUs, each offering its majority GPU model
+//!   ([`shapes`](super::shapes)); planner GPU `i` of a host is its `i`-th offered GPU.
+//! - Jobs are those waiting to run (`scheduled`, or carrying a trial they return to
+//!   `scheduled` from) and those running; a planner job id is the [`JobId`] string.
+//! - Remaining steps: from `steps_done` for a running job, from the last checkpoint
+//!   otherwise (that is where a (re)start resumes).
+//! - Options come from the profile book (user-given, measured and fitted; infeasible and
+//!   pruned ones are left out). A running job gets `running` = where it runs now, so the
+//!   planner charges `switch_cost_s` for moving it.
+//! - Release times are 0: a job waiting for profiles is not in the instance at all.
+
+use std::collections::BTreeMap;
+
+use saturn_consensus::{AttemptStatus, ClusterState, DispatchKind, HostGpus, JobId, JobRecord, JobState, Placement};
+use saturn_planner::{Host, Instance, Job, JobOption, PlacementEntry, Running};
+
+use super::config::SchedulerConfig;
+use super::profiles::{ProfileBook, Source};
+use super::shapes::{host_sizes_by_model, HostView, Shape};
+
+/// An instance and what is needed to read its plans back.
+#[derive(Clone, Debug)]
+pub struct PlanningInstance {
+    /// The planner's input.
+    pub instance: Instance,
+    /// The hosts it was built from (planner GPU index → real GPU index).
+    pub hosts: Vec<HostView>,
+    /// Where each option's step time came from, per job, in option order.
+    pub sources: BTreeMap<JobId, Vec<Source>>,
+    /// Jobs left out because they have no feasible option on the up hosts, and why.
+    pub left_out: Vec<(JobId, String)>,
+}
+
+impl PlanningInstance {
+    /// The [`JobId`] of a planner job id.
+    pub fn job_id(planner_id: &str) -> JobId {
+        JobId(planner_id.to_string())
+    }
+
+    /// A planner placement in real GPU indices; `None` if it names an unknown host or GPU.
+    pub fn to_state_placement(&self, entries: &[PlacementEntry]) -> Option<Placement> {
+        entries
+            .iter()
+            .map(|entry| {
+                let host = self.hosts.iter().find(|h| h.name == entry.host)?;
+                let gpus = entry.gpus.iter().map(|&i| host.gpus.get(i as usize).copied()).collect::<Option<_>>()?;
+                Some(HostGpus { host: entry.host.clone(), gpus })
+            })
+            .collect()
+    }
+
+    /// A real placement in planner GPU indices; `None` if a GPU is not offered.
+    pub fn to_planner_placement(&self, placement: &Placement) -> Option<Vec<PlacementEntry>> {
+        placement
+            .iter()
+            .map(|hg| {
+                let host = self.hosts.iter().find(|h| h.name == hg.host)?;
+                let gpus = hg
+                    .gpus
+                    .iter()
+                    .map(|g| host.gpus.iter().position(|x| x == g).map(|i| i as u32))
+                    .collect::<Option<_>>()?;
+                Some(PlacementEntry { host: hg.host.clone(), gpus })
+            })
+            .collect()
+    }
+}
+
+/// Whether the planner should place `job` now.
+pub fn is_plannable(job: &JobRecord) -> bool {
+    match (&job.state, &job.live) {
+        (JobState::Scheduled, None) => true,
+        (JobState::Running, Some(live)) => live.kind == DispatchKind::Train,
+        (JobState::Profiling, Some(live)) => live.return_state == JobState::Scheduled,
+        _ => false,
+    }
+}
+
+/// Builds the instance for the plannable jobs of `state`.
+pub fn build_instance(
+    state: &ClusterState,
+    book: &ProfileBook,
+    hosts: &[HostView],
+    config: &SchedulerConfig,
+) -> PlanningInstance {
+    let mut planning = PlanningInstance {
+        instance: Instance {
+            hosts: hosts
+                .iter()
+                .map(|h| Host { name: h.name.clone(), gpus: h.gpus.len() as u32, gpu_model: Some(h.model.clone()) })
+                .collect(),
+            jobs: Vec::new(),
+            switch_cost_s: config.switch_cost_s,
+        },
+        hosts: hosts.to_vec(),
+        sources: BTreeMap::new(),
+        left_out: Vec::new(),
+    };
+    for job in state.jobs.values().filter(|j| is_plannable(j)) {
+        let (mut options, mut sources): (Vec<JobOption>, Vec<Source>) = job_options(book, job, hosts).into_iter().unzip();
+        let running = running_of(&planning, job, &mut options, &mut sources, book);
+        if options.is_empty() {
+            planning.left_out.push((job.id.clone(), "no feasible option on the up hosts".to_string()));
+            continue;
+        }
+        let steps = job.spec.steps.saturating_sub(resume_step(job)).max(1);
+        planning.instance.jobs.push(Job { id: job.id.0.clone(), steps, options, running, release_s: 0.0 });
+        planning.sources.insert(job.id.clone(), sources);
+    }
+    planning
+}
+
+/// The step the job's remaining work is counted from.
+fn resume_step(job: &JobRecord) -> u64 {
+    match &job.live {
+        Some(live) if live.kind == DispatchKind::Train && live.status == AttemptStatus::Running => job.steps_done,
+        _ => job.last_checkpoint,
+    }
+}
+
+/// Every feasible option of `job` on these hosts, with where its step time comes from.
+pub fn job_options(book: &ProfileBook, job: &JobRecord, hosts: &[HostView]) -> Vec<(JobOption, Source)> {
+    let sizes = host_sizes_by_model(hosts);
+    let mut options = Vec::new();
+    for series in book.series_of(job).filter(|s| s.pruned_by.is_none()) {
+        let Some(model_sizes) = sizes.get(&series.key.model) else { continue };
+        for shape in series.shapes.iter().filter(|s| fits(**s, job, model_sizes)) {
+            if let Some((step_time_s, source)) = series.step_time(*shape) {
+                options.push((option(&series.key.technique, &series.key.model, *shape, step_time_s), source));
+            }
+        }
+    }
+    options
+}
+
+fn fits(shape: Shape, job: &JobRecord, model_sizes: &[u32]) -> bool {
+    (job.spec.gpus_min..=job.spec.gpus_max).contains(&shape.total())
+        && model_sizes.iter().filter(|&&n| n >= shape.gpus_per_host).count() >= shape.hosts as usize
+}
+
+fn option(technique: &str, model: &str, shape: Shape, step_time_s: f64) -> JobOption {
+    JobOption {
+        technique: technique.to_string(),
+        gpu_model: Some(model.to_string()),
+        gpus_per_host: shape.gpus_per_host,
+        hosts: shape.hosts,
+        step_time_s,
+    }
+}
+
+/// Where a running job runs, in planner terms. The planner requires that configuration
+/// to be one of the job's options; when it is not (its technique was pruned after it
+/// started, or its shape is outside the fitted table), it is added with the book's
+/// estimate, so the planner still sees its GPUs as taken.
+fn running_of(
+    planning: &PlanningInstance,
+    job: &JobRecord,
+    options: &mut Vec<JobOption>,
+    sources: &mut Vec<Source>,
+    book: &ProfileBook,
+) -> Option<Running> {
+    let live = job.live.as_ref().filter(|l| l.kind == DispatchKind::Train && l.status == AttemptStatus::Running)?;
+    let placement = planning.to_planner_placement(&live.placement)?;
+    let first_host = &placement.first()?.host;
+    let first = planning.hosts.iter().find(|h| h.name == *first_host)?;
+    let shape = Shape { gpus_per_host: placement[0].gpus.len() as u32, hosts: placement.len() as u32 };
+    let matches = |o: &JobOption| {
+        o.technique == live.technique
+            && o.gpus_per_host == shape.gpus_per_host
+            && o.hosts == shape.hosts
+            && o.gpu_model.as_deref() == Some(first.model.as_str())
+    };
+    if !options.iter().any(matches) {
+        let series = book
+            .series_of(job)
+            .find(|s| s.key.technique == live.technique && s.key.model == first.model)?;
+        let (step_time_s, source) = series.step_time(shape)?;
+        options.push(option(&live.technique, &first.model, shape, step_time_s));
+        sources.push(source);
+    }
+    Some(Running { technique: live.technique.clone(), placement })
+}
+
+#[cfg(test)]
+#[path = "instance_tests.rs"]
+mod tests;

@@ -1,0 +1,85 @@
+//! State → planner instance, scenario by scenario.
+
+use saturn_consensus::{AttemptEvent, Command, JobPhase};
+
+use super::*;
+use crate::scheduler::shapes::up_hosts;
+use crate::scheduler::test_support::{cluster, key, record, spec, submit};
+
+fn build(state: &ClusterState) -> PlanningInstance {
+    let config = SchedulerConfig::default();
+    let hosts = up_hosts(state);
+    let book = ProfileBook::build(state, &hosts, state.jobs.values(), &config);
+    build_instance(state, &book, &hosts, &config)
+}
+
+/// One 4-GPU host and one job of group `g` (ddp, 1..=4 GPUs) with ddp measured at 1, 2, 4.
+fn profiled() -> (ClusterState, JobId) {
+    let mut state = cluster(&[("a", 4)]);
+    let id = submit(&mut state, vec![spec("j", "g", &["ddp"], 1, 4)]).remove(0);
+    for (n, t) in [(1, 1.0), (2, 0.6), (4, 0.4)] {
+        record(&mut state, key("g", "ddp", n, 1), Some(t));
+    }
+    state.apply(&Command::SetJobPhase { job: id.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    (state, id)
+}
+
+#[test]
+fn a_scheduled_job_gets_measured_and_fitted_options() {
+    let (state, id) = profiled();
+    let planning = build(&state);
+    let job = &planning.instance.jobs[0];
+    assert_eq!(job.id, id.0);
+    assert_eq!(job.steps, 1_000);
+    let counts: Vec<u32> = job.options.iter().map(|o| o.gpus_per_host).collect();
+    assert_eq!(counts, vec![1, 2, 3, 4]);
+    let sources = &planning.sources[&id];
+    assert_eq!(sources[2], Source::Fitted, "3 GPUs was not measured");
+    assert!(sources.iter().enumerate().all(|(i, s)| i == 2 || *s == Source::Measured));
+    assert!(job.running.is_none());
+}
+
+#[test]
+fn a_running_job_is_pinned_where_it_runs_with_its_remaining_steps() {
+    let (mut state, id) = profiled();
+    let placement = vec![HostGpus { host: "a".into(), gpus: vec![2, 3] }];
+    let dispatch = Command::Dispatch {
+        job: id.clone(),
+        technique: "ddp".into(),
+        placement,
+        kind: DispatchKind::Train,
+        at_ms: 0,
+    };
+    state.apply(&dispatch);
+    let progress = AttemptEvent::Progress { step: 400, metrics: vec![] };
+    state.apply(&Command::JobEvent { job: id.clone(), attempt: 1, event: progress, at_ms: 1 });
+    let planning = build(&state);
+    let job = &planning.instance.jobs[0];
+    assert_eq!(job.steps, 600);
+    let running = job.running.as_ref().unwrap();
+    assert_eq!(running.placement, vec![PlacementEntry { host: "a".into(), gpus: vec![2, 3] }]);
+    assert_eq!(planning.instance.switch_cost_s, SchedulerConfig::default().switch_cost_s);
+}
+
+#[test]
+fn a_job_whose_every_option_is_infeasible_is_left_out_with_a_reason() {
+    let mut state = cluster(&[("a", 2)]);
+    let id = submit(&mut state, vec![spec("j", "g", &["ddp"], 1, 2)]).remove(0);
+    record(&mut state, key("g", "ddp", 1, 1), None);
+    state.apply(&Command::SetJobPhase { job: id.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    let planning = build(&state);
+    assert!(planning.instance.jobs.is_empty());
+    assert_eq!(planning.left_out[0].0, id);
+}
+
+#[test]
+fn planner_indices_map_to_the_real_gpus_of_a_host() {
+    let (state, _) = profiled();
+    let mut planning = build(&state);
+    planning.hosts[0].gpus = vec![1, 5, 6];
+    let real = vec![HostGpus { host: "a".into(), gpus: vec![5, 6] }];
+    let planner = planning.to_planner_placement(&real).unwrap();
+    assert_eq!(planner[0].gpus, vec![1, 2]);
+    assert_eq!(planning.to_state_placement(&planner), Some(real));
+    assert!(planning.to_planner_placement(&vec![HostGpus { host: "a".into(), gpus: vec![0] }]).is_none());
+}

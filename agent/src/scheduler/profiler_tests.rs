@@ -1,0 +1,104 @@
+//! Trial dispatch and job phases, scenario by scenario.
+
+use saturn_consensus::CommandResult;
+
+use super::*;
+use crate::scheduler::config::SchedulerConfig;
+use crate::scheduler::shapes::up_hosts;
+use crate::scheduler::test_support::{cluster, ctx, key, record, spec, submit};
+
+fn book(state: &ClusterState) -> ProfileBook {
+    let active = state.jobs.values().filter(|j| !j.state.is_terminal());
+    ProfileBook::build(state, &up_hosts(state), active, &SchedulerConfig::default())
+}
+
+fn trials(state: &ClusterState) -> Vec<Command> {
+    decide_trials(state, &book(state), &up_hosts(state), &ctx(state, 1_000))
+}
+
+fn phases(state: &ClusterState) -> (Vec<Command>, Vec<Unrunnable>) {
+    decide_phases(state, &book(state), &up_hosts(state), &ctx(state, 1_000))
+}
+
+fn apply_all(state: &mut ClusterState, commands: &[Command]) {
+    for command in commands {
+        let result = state.apply(command);
+        assert!(!matches!(result, CommandResult::Rejected(_)), "{command:?} was rejected: {result:?}");
+    }
+}
+
+fn trial_keys(commands: &[Command]) -> Vec<ProfileKey> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Dispatch { kind: DispatchKind::Trial { profile_key, .. }, .. } => Some(profile_key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_technique_of_every_group_starts_measuring_at_once() {
+    let mut state = cluster(&[("a", 4), ("b", 4)]);
+    let group = |g: &str| vec![spec("x", g, &["ddp", "fsdp"], 1, 4), spec("y", g, &["ddp", "fsdp"], 1, 4)];
+    submit(&mut state, [group("g"), group("h")].concat());
+    let commands = trials(&state);
+    let mut keys = trial_keys(&commands);
+    keys.sort();
+    let expected = vec![key("g", "ddp", 1, 1), key("g", "fsdp", 1, 1), key("h", "ddp", 1, 1), key("h", "fsdp", 1, 1)];
+    assert_eq!(keys, expected);
+    apply_all(&mut state, &commands);
+    assert!(trials(&state).is_empty(), "keys in flight are not measured twice");
+}
+
+#[test]
+fn a_job_carries_one_trial_at_a_time() {
+    let mut state = cluster(&[("a", 4)]);
+    submit(&mut state, vec![spec("x", "g", &["ddp", "fsdp"], 1, 4)]);
+    let commands = trials(&state);
+    assert_eq!(trial_keys(&commands).len(), 1);
+    apply_all(&mut state, &commands);
+    assert!(trials(&state).is_empty(), "the only carrier is busy");
+}
+
+#[test]
+fn no_trial_starts_without_free_gpus() {
+    let mut state = cluster(&[("a", 1)]);
+    submit(&mut state, vec![spec("x", "g", &["ddp"], 1, 1), spec("y", "h", &["ddp"], 1, 1)]);
+    let commands = trials(&state);
+    assert_eq!(commands.len(), 1, "one GPU, one trial");
+}
+
+#[test]
+fn jobs_move_from_queued_to_profiling_to_scheduled() {
+    let mut state = cluster(&[("a", 2)]);
+    let ids = submit(&mut state, vec![spec("x", "g", &["ddp"], 1, 2), spec("y", "g", &["ddp"], 1, 2)]);
+    assert!(phases(&state).0.is_empty(), "nothing started: both stay queued");
+    let commands = trials(&state);
+    apply_all(&mut state, &commands);
+    let (commands, _) = phases(&state);
+    assert!(matches!(&commands[..], [Command::SetJobPhase { job, phase: JobPhase::Profiling, .. }] if *job == ids[1]));
+    apply_all(&mut state, &commands);
+    // The trial ends: 1 and then 2 GPUs are measured.
+    let carrier = ids.iter().find(|id| state.jobs[*id].live.is_some()).unwrap().clone();
+    state.jobs.get_mut(&carrier).unwrap().live = None;
+    state.gpus.clear();
+    record(&mut state, key("g", "ddp", 1, 1), Some(1.0));
+    record(&mut state, key("g", "ddp", 2, 1), Some(0.5));
+    let (commands, unrunnable) = phases(&state);
+    assert!(unrunnable.is_empty());
+    assert_eq!(commands.len(), 2);
+    assert!(commands.iter().all(|c| matches!(c, Command::SetJobPhase { phase: JobPhase::Scheduled, .. })));
+}
+
+#[test]
+fn a_job_with_no_feasible_option_stays_queued_with_a_reason() {
+    let mut state = cluster(&[("a", 2)]);
+    let ids = submit(&mut state, vec![spec("big", "g", &["ddp"], 1, 2)]);
+    record(&mut state, key("g", "ddp", 1, 1), None);
+    let (commands, unrunnable) = phases(&state);
+    assert!(commands.is_empty(), "already queued");
+    assert_eq!(unrunnable.len(), 1);
+    assert_eq!(unrunnable[0].job, ids[0]);
+    assert!(unrunnable[0].reason.contains("infeasible"));
+}
