@@ -21,6 +21,8 @@ enum Command {
     Status,
     /// Solve a SPASE planner instance offline and print the plan JSON.
     Plan(cli::plan::PlanArgs),
+    /// A local mesh of agents with simulated GPUs running a sample sweep.
+    Demo(cli::demo::DemoArgs),
     /// Simulated training job: sleeps instead of computing (for demos and tests).
     #[command(hide = true)]
     SynthJob(saturn_agent::synth_job::SynthJobArgs),
@@ -33,6 +35,7 @@ fn main() {
         Command::SynthJob(args) => saturn_agent::synth_job::run(args),
         Command::Job(command) => block_on(cli::job::run(&cli.conn, command)),
         Command::Status => block_on(cli::status::run(&cli.conn)),
+        Command::Demo(args) => block_on(cli::demo::run(args)),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -124,7 +124,7 @@ pub fn is_terminal(state: &str) -> bool {
 }
 
 /// Polls until every job in `ids` is in a final state, drawing one progress bar per job.
-async fn wait_for(client: &ApiClient, ids: &[String], show: bool) -> Result<Vec<JobView>> {
+pub async fn wait_for(client: &ApiClient, ids: &[String], show: bool) -> Result<Vec<JobView>> {
     let multi = MultiProgress::new();
     if !show {
         multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
