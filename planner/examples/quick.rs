@@ -12,5 +12,12 @@ fn main() {
             print!(" | {s} {:.0} ({:.3}) {}ms it{}", r.plan.makespan_s, r.plan.makespan_s / lb, r.plan.solve_ms, r.iterations);
         }
         println!();
+        for seed in 0..3 {
+            let t = std::time::Instant::now();
+            let r = simulate(&inst, &SimOptions { seed, ..Default::default() }).unwrap();
+            println!("   sim seed {seed}: {r:?} {:?}", t.elapsed());
+        }
     }
 }
+#[allow(dead_code)]
+fn unused() {}

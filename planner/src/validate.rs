@@ -117,7 +117,7 @@ pub fn validate_plan(instance: &Instance, plan: &Plan) -> Result<(), PlanError> 
             return Err(PlanError::ExtraAssignment { job: a.job.clone(), why: "is assigned twice" });
         }
         check_placement(instance, a)?;
-        check_option(instance, job, a)?;
+        assigned_option(instance, job, a)?;
         if !(a.start_s.is_finite() && a.start_s >= job.release_s) {
             return Err(PlanError::BeforeRelease {
                 job: a.job.clone(),
@@ -168,7 +168,9 @@ fn check_placement(instance: &Instance, a: &Assignment) -> Result<(), PlanError>
     Ok(())
 }
 
-fn check_option(instance: &Instance, job: &Job, a: &Assignment) -> Result<(), PlanError> {
+/// The index of the option an assignment runs: technique, gang shape, host models and
+/// duration (with switch cost where due) must all match (rule 2).
+pub(crate) fn assigned_option(instance: &Instance, job: &Job, a: &Assignment) -> Result<usize, PlanError> {
     let models: Vec<Option<&str>> = a
         .placement
         .iter()
@@ -181,14 +183,14 @@ fn check_option(instance: &Instance, job: &Job, a: &Assignment) -> Result<(), Pl
     let switch = if job.running.is_some() && !kept { instance.switch_cost_s } else { 0.0 };
     let duration = a.end_s - a.start_s;
     let mut shape_matches = false;
-    for option in &job.options {
+    for (index, option) in job.options.iter().enumerate() {
         let fits = option.technique == a.technique
             && option.hosts as usize == a.placement.len()
             && a.placement.iter().all(|e| e.gpus.len() == option.gpus_per_host as usize)
             && models.iter().all(|m| option.gpu_model.is_none() || option.gpu_model.as_deref() == *m);
         shape_matches |= fits;
         if fits && close(duration, option.runtime_s(job.steps) + switch) {
-            return Ok(());
+            return Ok(index);
         }
     }
     let why = if shape_matches {
