@@ -14,7 +14,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '3,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -103,7 +103,9 @@ wait_for() {
     done <"$(pids_file)"
     if ((SECONDS >= deadline)); then
       stop_agents
-      die "after ${timeout_s}s the mesh has ${state%% *} of $want healthy agents (leader: ${state#* }); logs in $base/*/agent.log, agents stopped"
+      local leader_now=${state#* }
+      [[ $leader_now != - ]] || leader_now=none
+      die "after ${timeout_s}s the mesh has ${state%% *} of $want healthy agents (leader: $leader_now); agents stopped, logs in $base/*/agent.log"
     fi
     sleep 0.5
   done
