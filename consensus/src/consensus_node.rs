@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::command::{Command, CommandResult};
 use crate::config::NodeConfig;
+use crate::membership::MembershipAction;
 use crate::metrics::NodeMetrics;
 use crate::node::{AgentNode, NodeId};
 use crate::proposal::{Proposal, ProposalId};
@@ -247,6 +248,19 @@ impl ConsensusNode {
     pub async fn remove_learners(&self, ids: BTreeSet<NodeId>) -> Result<(), MembershipError> {
         let change = ChangeMembers::RemoveNodes(ids);
         self.raft.change_membership(change, false).await.map(drop).map_err(membership_error)
+    }
+
+    /// Carries out the actions of [`plan_membership`](crate::membership::plan_membership),
+    /// in order, stopping at the first refused one. Leader only.
+    pub async fn carry_out(&self, actions: &[MembershipAction]) -> Result<(), MembershipError> {
+        for action in actions {
+            match action {
+                MembershipAction::AddLearner { id, node } => self.add_learner(*id, node.clone()).await?,
+                MembershipAction::ChangeVoters { voters } => self.change_voters(voters.clone()).await?,
+                MembershipAction::RemoveLearners { ids } => self.remove_learners(ids.clone()).await?,
+            }
+        }
+        Ok(())
     }
 
     /// Whether this member currently leads.

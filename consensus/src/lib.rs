@@ -10,6 +10,7 @@
 //! - [`state`]: [`ClusterState`] and its records and queries; [`apply`] holds the
 //!   deterministic transitions ([`ClusterState::apply`]).
 //! - [`proposal`]: what a log entry carries; retry de-duplication.
+//! - [`membership`]: pure membership policy (formation, learners, odd voter set).
 //! - [`raft_types`]: the openraft [`TypeConfig`].
 //! - [`codec`]: the bincode encoding used on disk and on the wire.
 //! - [`storage`]: durable log, vote and snapshots in redb; the in-memory state machine.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod consensus_node;
 pub mod job;
 pub mod mem_transport;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod proposal;
