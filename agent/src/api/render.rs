@@ -18,15 +18,17 @@ fn placement_view(placement: &Placement) -> Vec<PlacementView> {
     placement.iter().map(|hg| PlacementView { host: hg.host.clone(), gpus: hg.gpus.clone() }).collect()
 }
 
-/// `GET /v1/status`.
+/// `GET /v1/status`: every agent the replicated state knows (with its GPUs), and every
+/// Raft member not (yet) in it — an agent that just joined is listed before the leader
+/// has recorded its GPUs.
 pub fn status(state: &ClusterState, raft: &RaftView, soft: &SoftView, answered_by: &str) -> StatusView {
-    let agents = state
+    let role_of = |name: &str| if raft.voters.iter().any(|v| v == name) { "voter" } else { "learner" };
+    let alive = |name: &str| soft.alive.get(name).copied().unwrap_or(false);
+    let mut agents: Vec<AgentView> = state
         .agents
         .values()
         .map(|agent| {
             let name = &agent.node.name;
-            let role = if raft.voters.contains(name) { "voter" } else { "learner" };
-            let alive = soft.alive.get(name).copied().unwrap_or(false);
             let gpus = agent
                 .gpus
                 .iter()
@@ -42,12 +44,25 @@ pub fn status(state: &ClusterState, raft: &RaftView, soft: &SoftView, answered_b
                 name: name.clone(),
                 peer_id: agent.node.peer_id.clone(),
                 addrs: agent.node.addrs.clone(),
-                role: role.to_string(),
-                healthy: agent.up && alive,
+                role: role_of(name).to_string(),
+                healthy: agent.up && alive(name),
                 gpus,
             }
         })
         .collect();
+    for member in &raft.members {
+        if !state.agents.contains_key(&member.name) {
+            agents.push(AgentView {
+                name: member.name.clone(),
+                peer_id: member.peer_id.clone(),
+                addrs: member.addrs.clone(),
+                role: role_of(&member.name).to_string(),
+                healthy: alive(&member.name),
+                gpus: Vec::new(),
+            });
+        }
+    }
+    agents.sort_by(|a, b| a.name.cmp(&b.name));
     StatusView {
         leader: raft.leader.clone(),
         term: raft.term,

@@ -26,6 +26,8 @@ pub struct RaftView {
     pub applied_index: u64,
     /// Leader changes this agent has seen since it started.
     pub leader_changes: u64,
+    /// Every Raft member (voters and learners) with how to reach it.
+    pub members: Vec<saturn_consensus::AgentNode>,
 }
 
 /// Soft state from gossip: which agents are alive and what their GPUs are doing.

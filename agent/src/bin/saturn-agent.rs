@@ -1,1 +1,107 @@
-fn main() {}
+//! `saturn-agent`: the daemon, one per GPU host.
+//!
+//! Exit status 0 on a clean stop (SIGINT/SIGTERM), 1 on a fatal error with a one-line
+//! reason on stderr.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use saturn_agent::config::{AgentArgs, AgentConfig};
+use saturn_agent::daemon::{self, DaemonSettings};
+use saturn_agent::gpus::GpuInventory;
+use saturn_agent::scheduler::config::SchedulerConfig;
+use saturn_consensus::GpuInfo;
+
+/// Environment variables of the agent passed through to every job it runs.
+const PASSED_TO_JOBS: &[&str] = &["SATURN_SYNTH_RECORD_FILE"];
+
+fn main() -> ExitCode {
+    let args = AgentArgs::parse();
+    let config = match AgentConfig::load(&args) {
+        Ok(config) => config,
+        Err(err) => return fatal(&anyhow::Error::new(err)),
+    };
+    init_tracing(&config.log_level);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fatal(&err),
+    }
+}
+
+fn fatal(err: &anyhow::Error) -> ExitCode {
+    // One line a person can act on: the causes joined, no backtrace.
+    eprintln!("saturn-agent: {}", format!("{err:#}").replace('\n', "; "));
+    ExitCode::from(1)
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},openraft=warn,libp2p_kad=error,libp2p_gossipsub=warn,libp2p_swarm=warn")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn run(config: AgentConfig) -> Result<()> {
+    let inventory = GpuInventory::discover(&config.gpus);
+    if let Some(reason) = inventory.none_found_reason() {
+        tracing::info!("no GPU found ({reason}); this agent runs with none: it still votes, plans and accepts jobs");
+    }
+    let simulated = inventory.gpus().iter().any(|g| g.simulated);
+    let gpus = inventory
+        .gpus()
+        .iter()
+        .map(|g| GpuInfo { index: g.index, model: g.model.clone(), memory_mib: g.memory_mib })
+        .collect();
+    let scheduler = SchedulerConfig {
+        grace_period_ms: config.grace_period.as_millis() as u64,
+        replan_interval_ms: config.replan_interval.as_millis() as u64,
+        ..SchedulerConfig::default()
+    };
+    let job_env = PASSED_TO_JOBS
+        .iter()
+        .filter_map(|key| std::env::var(key).ok().map(|value| (key.to_string(), value)))
+        .collect();
+    let settings = DaemonSettings {
+        name: config.name.clone(),
+        data_dir: config.data_dir.clone(),
+        listen: config.listen.clone(),
+        join: config.join.clone(),
+        advertise: config.advertise.clone(),
+        bootstrap_expect: config.bootstrap_expect as usize,
+        api: config.api,
+        api_token: config.api_token.as_ref().map(|t| t.expose().to_string()),
+        gpus,
+        simulated_gpus: simulated,
+        cluster_key: config.cluster_key,
+        mdns: config.mdns,
+        heartbeat: config.heartbeat,
+        grace_period: config.grace_period,
+        kill_grace: config.kill_grace,
+        scheduler,
+        job_env,
+    };
+    if config.dev {
+        tracing::info!(data_dir = %config.data_dir.display(), "dev mode: one agent, simulated GPUs, temporary data dir");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(daemon::run(settings, shutdown_signal()))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without signal handlers the agent can only be killed; run until then.
+        _ => std::future::pending::<()>().await,
+    }
+}

@@ -97,6 +97,7 @@ impl AgentServices for Services {
             commit_index: metrics.applied_index.unwrap_or(0),
             applied_index: metrics.applied_index.unwrap_or(0),
             leader_changes: self.leader_changes.load(Ordering::Relaxed),
+            members: metrics.nodes.values().cloned().collect(),
         }
     }
 
