@@ -1,0 +1,85 @@
+//! The `saturn-agent` command line (spec/agent.md), as clap arguments.
+//!
+//! Every field is optional here, even those with defaults: a flag that was not given
+//! must not override the config file, so defaults are applied later, in `resolve`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// `saturn-agent`: one per GPU host; together the agents form the mesh.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "saturn-agent", version, about = "Saturn agent: one per GPU host; together they form the mesh")]
+pub struct AgentArgs {
+    /// TOML file with the same keys as these flags (snake_case); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Agent name, unique in the mesh [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Raft log, snapshots, job logs [default: ./saturn-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Mesh address, repeatable [default: /ip4/0.0.0.0/tcp/7946].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+
+    /// A peer to join through, repeatable (/ip4/../tcp/.. with or without /p2p/ID).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub join: Vec<String>,
+
+    /// Agents that form a new cluster together [default: 1].
+    #[arg(long, value_name = "N")]
+    pub bootstrap_expect: Option<u32>,
+
+    /// HTTP API and dashboard address [default: 127.0.0.1:7070].
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
+
+    /// auto (NVML) | none | sim:SPEC, SPEC like 4xA100-80GB[,2xV100-16GB] [default: auto].
+    #[arg(long, value_name = "auto|none|sim:SPEC")]
+    pub gpus: Option<String>,
+
+    /// Pre-shared key (libp2p swarm.key format); a peer without it cannot connect.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+
+    /// Bearer token; required when --api is not a loopback address.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// One agent, temporary data dir, sim:4xSIM-24GB, bootstrap-expect 1, no mDNS.
+    #[arg(long)]
+    pub dev: bool,
+
+    /// Do not discover peers on the local network with mDNS (config key: mdns = false).
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Addresses to announce to peers instead of the listen addresses (NAT, containers), repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub advertise: Vec<String>,
+
+    /// Seconds a host may be silent before its jobs are declared lost and rescheduled [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub grace_period_s: Option<u64>,
+
+    /// Milliseconds between heartbeats (GPU load, health) [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+
+    /// Log filter, e.g. info or saturn_agent=debug,info [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Seconds between periodic re-plans on the leader [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub replan_interval_s: Option<u64>,
+
+    /// Seconds a job process gets between SIGTERM and SIGKILL [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub kill_grace_s: Option<u64>,
+}
