@@ -46,7 +46,10 @@ pub(crate) fn undominated_modes(problem: &Problem) -> Vec<Vec<u16>> {
 /// GPU-seconds) that finishes within the target, ordered by a few priority rules.
 pub(crate) fn greedy_starts(problem: &Problem, allowed: &[Vec<u16>], lower_bound: f64) -> Vec<Solution> {
     let mut starts = Vec::new();
-    for factor in [1.0, 1.15, 1.3, 1.6, 2.0, f64::INFINITY] {
+    // A fine grid near the bound: the best target is usually a little above it, and each
+    // try costs three decodes.
+    let factors = (0..=25).map(|i| 1.0 + 0.02 * f64::from(i)).chain([1.75, 2.0, f64::INFINITY]);
+    for factor in factors {
         let target = lower_bound * factor;
         let modes: Vec<u16> = problem
             .jobs

@@ -58,6 +58,9 @@ pub(crate) fn anneal(
     let mut best: Option<(Solution, f64, f64)> = None;
     for start in starts {
         let cost = dec.decode(&start.order, &start.modes, None);
+        if trace.is_empty() {
+            trace.push((started.elapsed(), cost.makespan));
+        }
         let score = dec.score(cost);
         if best.as_ref().is_none_or(|b| better(cost.makespan, score, b.1, b.2)) {
             best = Some((start, cost.makespan, score));
@@ -66,7 +69,9 @@ pub(crate) fn anneal(
     let Some((mut best, mut best_makespan, mut best_score)) = best else {
         return Outcome { best: Solution { order: vec![], modes: vec![] }, trace, iterations: 0 };
     };
-    trace.push((started.elapsed(), best_makespan));
+    if trace.last().is_some_and(|t| t.1 > best_makespan) {
+        trace.push((started.elapsed(), best_makespan));
+    }
     let n = problem.jobs.len();
     let movable: Vec<u32> = (0..n as u32).filter(|&j| allowed[j as usize].len() > 1).collect();
     let cycle = (CYCLE_PER_JOB * n as u64).max(CYCLE_MIN);
