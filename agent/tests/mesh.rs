@@ -202,7 +202,6 @@ async fn malformed_requests_from_an_authenticated_peer_are_dropped_and_the_peer_
         // A fresh peer each time: the agent hangs up on the previous one.
         let mut hostile = RawPeer::new();
         assert!(!hostile.send_raw(a.peer_id(), addr.clone(), frame).await, "garbage was answered");
-        eprintln!("DEBUG stats {:?}", a.handle.stats());
     }
     eventually("a counted the bad requests", || async { a.handle.stats().bad_requests >= 3 }).await;
 

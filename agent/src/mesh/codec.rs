@@ -45,6 +45,17 @@ pub struct MeshRequest {
     pub body: Vec<u8>,
 }
 
+/// A request as read off the wire: the codec does not fail a stream on a malformed frame,
+/// it hands it to the swarm loop as `Malformed`, because only there is the sending peer
+/// known and can be cut off (libp2p reports codec read errors to nobody).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireRequest {
+    /// A well-formed request.
+    Valid(MeshRequest),
+    /// An oversized or undecodable frame, and why.
+    Malformed(String),
+}
+
 /// The answer to a [`MeshRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MeshResponse {
@@ -128,14 +139,23 @@ pub struct MeshCodec;
 
 impl libp2p::request_response::Codec for MeshCodec {
     type Protocol = StreamProtocol;
-    type Request = MeshRequest;
+    type Request = WireRequest;
     type Response = MeshResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<MeshRequest>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WireRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io).await?)
+        let decoded = match read_frame(io).await {
+            Ok(bytes) => decode(&bytes),
+            Err(err) => Err(err),
+        };
+        match decoded {
+            Ok(request) => Ok(WireRequest::Valid(request)),
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => Ok(WireRequest::Malformed(err.to_string())),
+            // Truncation, resets: the stream broke, which says nothing about the peer.
+            Err(err) => Err(err),
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<MeshResponse>
@@ -145,11 +165,14 @@ impl libp2p::request_response::Codec for MeshCodec {
         decode(&read_frame(io).await?)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: MeshRequest) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: WireRequest) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &encode(&req)?).await
+        match req {
+            WireRequest::Valid(request) => write_frame(io, &encode(&request)?).await,
+            WireRequest::Malformed(reason) => Err(io::Error::new(io::ErrorKind::InvalidInput, reason)),
+        }
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: MeshResponse) -> io::Result<()>
@@ -253,6 +276,21 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let err = decode::<MeshRequest>(&[9, 0]).expect_err("unknown channel");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_codec_hands_malformed_frames_over_instead_of_failing_the_stream() {
+        use libp2p::request_response::Codec;
+        let read = |wire: Vec<u8>| block_on(MeshCodec.read_request(&RPC_PROTOCOL, &mut Cursor::new(wire)));
+        let oversized = u32::MAX.to_be_bytes().to_vec();
+        assert!(matches!(read(oversized), Ok(WireRequest::Malformed(_))));
+        assert!(matches!(read(vec![0, 0, 0, 2, 9, 0]), Ok(WireRequest::Malformed(_))));
+        // A stream that breaks off is an I/O error, not evidence against the peer.
+        assert!(read(vec![0, 0, 0, 20, 1]).is_err());
+        let mut valid = Vec::new();
+        let request = MeshRequest { channel: Channel::Control, body: b"hi".to_vec() };
+        block_on(write_frame(&mut valid, &encode(&request).expect("encodes"))).expect("writes");
+        assert_eq!(read(valid).expect("reads"), WireRequest::Valid(request));
     }
 
     #[test]

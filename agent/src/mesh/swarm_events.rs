@@ -4,16 +4,20 @@
 use std::io;
 
 use libp2p::gossipsub::{self, MessageAcceptance};
-use libp2p::request_response::{self, InboundFailure};
+use libp2p::request_response::{self, OutboundFailure};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, ping, PeerId};
 
 use super::behaviour::{agent_name, MeshBehaviourEvent, IDENTIFY_PROTOCOL};
-use super::codec::{MeshRequest, MeshResponse};
+use super::codec::{MeshResponse, WireRequest};
 use super::event::MeshEvent;
 use super::gossip::{Gossip, GossipDecodeError};
 use super::handle::Counters;
 use super::swarm_loop::{PeerState, SwarmLoop};
+
+/// Gossipsub application score of a peer caught sending malformed frames; with the
+/// default weight of 10 it is far below the graylist threshold (-80).
+const BAD_FRAME_SCORE: f64 = -100.0;
 
 impl SwarmLoop {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<MeshBehaviourEvent>) {
@@ -141,12 +145,14 @@ impl SwarmLoop {
             .report_message_validation_result(&id, &via, verdict);
     }
 
-    fn on_rpc_event(&mut self, event: request_response::Event<MeshRequest, MeshResponse>) {
+    fn on_rpc_event(&mut self, event: request_response::Event<WireRequest, MeshResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_inbound_request(peer, request, channel)
-                }
+                request_response::Message::Request { request, channel, .. } => match request {
+                    WireRequest::Valid(request) => self.on_inbound_request(peer, request, channel),
+                    // Dropping the channel resets the stream: no answer for garbage.
+                    WireRequest::Malformed(reason) => self.cut_off(peer, &reason),
+                },
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.outbound.remove(&request_id) {
                         let _ = reply.send(Ok(response));
@@ -159,25 +165,31 @@ impl SwarmLoop {
                 error,
                 ..
             } => {
+                if matches!(&error, OutboundFailure::Io(err) if err.kind() == io::ErrorKind::InvalidData) {
+                    self.cut_off(peer, &error.to_string());
+                }
                 if let Some(reply) = self.outbound.remove(&request_id) {
                     let _ = reply.send(Err(super::MeshError::outbound(&peer, error)));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                if let InboundFailure::Io(err) = &error {
-                    if err.kind() == io::ErrorKind::InvalidData {
-                        // Oversized or undecodable: a broken or hostile peer. Its other
-                        // streams cannot be trusted either.
-                        tracing::warn!(%peer, %err, "malformed request, disconnecting peer");
-                        Counters::bump(&self.counters.bad_requests);
-                        let _ = self.swarm.disconnect_peer_id(peer);
-                        return;
-                    }
-                }
                 tracing::debug!(%peer, %error, "inbound request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+
+    /// A peer sent an oversized or undecodable frame: it is broken or hostile, and none of
+    /// its other streams can be trusted either. Disconnect it, and have gossipsub
+    /// distrust it for a while should it come back.
+    fn cut_off(&mut self, peer: PeerId, reason: &str) {
+        tracing::warn!(%peer, %reason, "malformed request-response frame, disconnecting peer");
+        Counters::bump(&self.counters.bad_requests);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, BAD_FRAME_SCORE);
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 }
 

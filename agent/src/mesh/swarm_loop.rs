@@ -18,7 +18,7 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::MeshBehaviour;
-use super::codec::MeshResponse;
+use super::codec::{MeshResponse, WireRequest};
 use super::event::{InboundRequest, MeshEvent, PeerInfo};
 use super::gossip::{GOSSIP_TOPIC, MAX_GOSSIP_BYTES};
 use super::handle::{Command, Counters};
@@ -98,7 +98,7 @@ impl SwarmLoop {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Request { peer, request, reply } => {
-                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, WireRequest::Valid(request));
                 self.outbound.insert(id, reply);
             }
             Command::Publish { gossip, reply } => {
