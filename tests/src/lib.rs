@@ -1,1 +1,184 @@
-//! Test harness for multi-agent tests (placeholder, being written).
+//! A small harness for multi-agent tests: real `saturn-agent` processes on 127.0.0.1
+//! (through [`LocalCluster`]), an API client per agent, polling with deadlines, and the
+//! invariant checks over the simulated job's own records.
+//!
+//! Every process a test starts is stopped when its [`Harness`] is dropped, and the
+//! temporary directory is removed (kept, and its path printed, when the test failed).
+
+pub mod records;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use saturn_agent::cli::client::{encode_query, ApiClient};
+use saturn_agent::local_cluster::{sibling_bin_dir, ClusterOptions, LocalCluster};
+use saturn_agent::views::{JobView, JobsView, StatusView, SubmitView};
+
+/// How to start a test cluster.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Agents to start.
+    pub agents: usize,
+    /// `--bootstrap-expect`.
+    pub bootstrap_expect: usize,
+    /// `--gpus` of each agent.
+    pub gpus: String,
+    /// Extra flags for every agent.
+    pub extra_args: Vec<String>,
+}
+
+impl Setup {
+    /// `agents` agents, all forming the cluster, with 4 simulated GPUs each, fast
+    /// heartbeats and a short grace period so faults are handled quickly.
+    pub fn new(agents: usize) -> Self {
+        Setup {
+            agents,
+            bootstrap_expect: agents.min(3),
+            gpus: "sim:4xSIM-24GB".into(),
+            extra_args: ["--heartbeat-ms", "200", "--grace-period-s", "4", "--kill-grace-s", "5"]
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// A running test cluster.
+pub struct Harness {
+    /// The agents.
+    pub cluster: LocalCluster,
+    /// The simulated job's record file (every attempt segment of every job).
+    pub records: PathBuf,
+    /// The `saturn` binary (to run jobs with `saturn synth-job`).
+    pub saturn: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Starts the agents of `setup`.
+    pub fn start(setup: &Setup) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("saturn-test-").tempdir()?;
+        let records = dir.path().join("records.jsonl");
+        let bin_dir = sibling_bin_dir()?;
+        let options = ClusterOptions {
+            bin_dir: bin_dir.clone(),
+            base_dir: dir.path().to_path_buf(),
+            names: (0..setup.agents).map(|i| format!("agent-{i}")).collect(),
+            gpus: setup.gpus.clone(),
+            bootstrap_expect: setup.bootstrap_expect,
+            extra_args: setup.extra_args.clone(),
+            env: vec![("SATURN_SYNTH_RECORD_FILE".into(), records.display().to_string())],
+        };
+        let cluster = LocalCluster::start(&options)?;
+        Ok(Harness { cluster, records, saturn: bin_dir.join("saturn"), dir })
+    }
+
+    /// The temporary directory of this test.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// An API client for agent `i`.
+    pub fn client(&self, i: usize) -> ApiClient {
+        ApiClient::new(&self.cluster.agents[i].api_url(), None).expect("an HTTP client can always be built")
+    }
+
+    /// `GET /v1/status` on agent `i`.
+    pub async fn status(&self, i: usize) -> Result<StatusView> {
+        self.client(i).get_json("/v1/status").await
+    }
+
+    /// `GET /v1/jobs` on agent `i`.
+    pub async fn jobs(&self, i: usize) -> Result<Vec<JobView>> {
+        Ok(self.client(i).get_json::<JobsView>("/v1/jobs").await?.jobs)
+    }
+
+    /// Submits a TOML job file through agent `i`.
+    pub async fn submit(&self, i: usize, toml: &str) -> Result<SubmitView> {
+        let path = format!("/v1/jobs?workdir={}&file=test.toml", encode_query(&self.dir().display().to_string()));
+        self.client(i).post(&path, "application/toml", toml.to_string()).await
+    }
+
+    /// Polls `check` on agent `i`'s status until it holds.
+    pub async fn wait_status(&self, i: usize, what: &str, timeout: Duration, check: impl Fn(&StatusView) -> bool) -> Result<StatusView> {
+        eventually(what, timeout, || async {
+            let status = self.status(i).await?;
+            if check(&status) {
+                Ok(Some(status))
+            } else {
+                Ok(None)
+            }
+        })
+        .await
+    }
+
+    /// Waits until agent `i` reports `n` healthy agents and a leader.
+    pub async fn wait_formed(&self, i: usize, n: usize, timeout: Duration) -> Result<StatusView> {
+        self.wait_status(i, &format!("{n} healthy agents and a leader"), timeout, |s| {
+            s.leader.is_some() && s.agents.iter().filter(|a| a.healthy && !a.gpus.is_empty()).count() >= n
+        })
+        .await
+    }
+
+    /// Waits until every job in `ids` has ended (as agent `i` reports).
+    pub async fn wait_jobs_ended(&self, i: usize, ids: &[String], timeout: Duration) -> Result<Vec<JobView>> {
+        eventually("all jobs ended", timeout, || async {
+            let jobs: Vec<JobView> = self.jobs(i).await?.into_iter().filter(|j| ids.contains(&j.id)).collect();
+            let ended = jobs.len() == ids.len() && jobs.iter().all(|j| matches!(j.state.as_str(), "completed" | "failed" | "cancelled"));
+            Ok(ended.then_some(jobs))
+        })
+        .await
+    }
+
+    /// The last lines of every agent's log, for failure messages.
+    pub fn logs(&self) -> String {
+        (0..self.cluster.agents.len())
+            .map(|i| format!("--- {} ---\n{}", self.cluster.agents[i].name, self.cluster.log_tail(i, 3000)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Polls `attempt` every 100 ms until it returns `Some`, or fails after `timeout` with
+/// the last error seen. Errors (an agent restarting, an election) are retried.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("condition not met");
+    loop {
+        match attempt().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(err) => last = format!("{err:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A sweep of the simulated job: `jobs` jobs (`lr` grid) of `steps` steps each.
+pub fn synth_sweep(saturn: &std::path::Path, name: &str, jobs: usize, steps: u64, extra: &str) -> String {
+    let lrs: Vec<String> = (0..jobs).map(|i| format!("\"{}e-4\"", i + 1)).collect();
+    format!(
+        r#"
+[[sweep]]
+name = "{name}-lr{{lr}}"
+command = ["{saturn}", "synth-job", "--model-gb", "1", "--base-step-ms", "40", "--compute-fraction", "0.8", "--lr", "{{lr}}"{extra}]
+grid = {{ lr = [{lrs}] }}
+steps = {steps}
+techniques = ["ddp", "fsdp"]
+gpus = [1, 4]
+profile_group = "{name}"
+max_restarts = 2
+"#,
+        saturn = saturn.display(),
+        lrs = lrs.join(", "),
+    )
+}
