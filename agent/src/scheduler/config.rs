@@ -42,8 +42,11 @@ pub struct SchedulerConfig {
     pub replan_debounce_ms: u64,
     /// Wall-clock limit of one planner solve (ms). Default 300.
     pub solve_time_limit_ms: u64,
-    /// Seed of the planner's local search (same seed, same instance: same plan). Default 1.
+    /// Seed of the planner's local search. Default 1.
     pub solve_seed: u64,
+    /// Caps the local search's iterations; with a cap the time limit never reaches, the
+    /// same seed and instance give the same plan on any machine. Default none.
+    pub solve_max_iterations: Option<u64>,
     /// A new plan over the same jobs replaces the committed one only when its makespan is
     /// shorter than the committed plan's remaining makespan by this fraction. Default 0.05.
     pub commit_improvement: f64,
@@ -72,6 +75,7 @@ impl Default for SchedulerConfig {
             replan_debounce_ms: 1_000,
             solve_time_limit_ms: 300,
             solve_seed: 1,
+            solve_max_iterations: None,
             commit_improvement: 0.05,
             preempt_min_gain_fraction: 0.05,
             preempt_min_gain_s: 0.0,

@@ -24,7 +24,7 @@ use super::profiles::{ProfileBook, Series};
 use super::shapes::HostView;
 
 /// A job that can never run on the current hosts, and why.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Unrunnable {
     /// The job.
     pub job: JobId,
