@@ -119,6 +119,16 @@ impl Cluster {
         .await
     }
 
+    /// Waits until some live member leads, and returns it (the one of the highest term if
+    /// a deposed leader has not noticed yet). Members outside the cluster are ignored.
+    pub async fn find_leader(&self) -> NodeId {
+        self.poll("some leader", || {
+            let leaders = self.nodes.values().filter(|node| node.is_leader());
+            leaders.max_by_key(|node| node.metrics().term).map(|node| node.id())
+        })
+        .await
+    }
+
     /// Waits until every member in `ids` has applied at least `index`.
     pub async fn wait_applied(&self, ids: &[NodeId], index: u64) {
         for id in ids {
