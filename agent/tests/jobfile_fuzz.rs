@@ -33,9 +33,18 @@ enum Edit {
 
 fn edit() -> impl Strategy<Value = Edit> {
     let fragments = prop_oneof![
-        Just("{".to_string()), Just("}".to_string()), Just("[".to_string()), Just("]".to_string()),
-        Just("\"".to_string()), Just("\n".to_string()), Just("=".to_string()), Just("{bs}".to_string()),
-        Just("[[sweep]]\n".to_string()), Just("-1".to_string()), Just("1e309".to_string()), Just("{{".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just("\"".to_string()),
+        Just("\n".to_string()),
+        Just("=".to_string()),
+        Just("{bs}".to_string()),
+        Just("[[sweep]]\n".to_string()),
+        Just("-1".to_string()),
+        Just("1e309".to_string()),
+        Just("{{".to_string()),
         "\\PC{0,8}",
     ];
     prop_oneof![

@@ -9,7 +9,11 @@ use clap::Parser;
 
 /// `saturn-agent`: one per GPU host; together the agents form the mesh.
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "saturn-agent", version, about = "Saturn agent: one per GPU host; together they form the mesh")]
+#[command(
+    name = "saturn-agent",
+    version,
+    about = "Saturn agent: one per GPU host; together they form the mesh"
+)]
 pub struct AgentArgs {
     /// TOML file with the same keys as these flags (snake_case); flags override it.
     #[arg(long, value_name = "FILE")]

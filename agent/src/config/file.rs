@@ -37,8 +37,14 @@ pub(crate) struct FileConfig {
 /// file's directory, so the agent finds them whatever directory it is started from.
 pub(crate) fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     let mut file: FileConfig = toml::from_str(text).map_err(|err| {
-        let line = err.span().map(|span| 1 + text.get(..span.start).unwrap_or(text).matches('\n').count());
-        ConfigError::ConfigFileSyntax { path: path.to_owned(), line, message: err.message().trim().to_string() }
+        let line = err
+            .span()
+            .map(|span| 1 + text.get(..span.start).unwrap_or(text).matches('\n').count());
+        ConfigError::ConfigFileSyntax {
+            path: path.to_owned(),
+            line,
+            message: err.message().trim().to_string(),
+        }
     })?;
     if let (Some(mdns), Some(no_mdns)) = (file.mdns, file.no_mdns) {
         if mdns == no_mdns {
@@ -50,7 +56,14 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> 
         }
     }
     let base = path.parent().unwrap_or(Path::new(""));
-    for relative in [&mut file.data_dir, &mut file.cluster_key_file, &mut file.api_token_file].into_iter().flatten() {
+    for relative in [
+        &mut file.data_dir,
+        &mut file.cluster_key_file,
+        &mut file.api_token_file,
+    ]
+    .into_iter()
+    .flatten()
+    {
         if relative.is_relative() {
             *relative = base.join(&*relative);
         }
@@ -64,15 +77,26 @@ mod tests {
 
     #[test]
     fn an_unknown_key_names_the_key_the_file_and_the_line() {
-        let err = parse(Path::new("/etc/saturn/agent.toml"), "name = \"a\"\ndata_dri = \"/x\"\n").expect_err("typo");
+        let err = parse(
+            Path::new("/etc/saturn/agent.toml"),
+            "name = \"a\"\ndata_dri = \"/x\"\n",
+        )
+        .expect_err("typo");
         let message = err.to_string();
-        assert!(message.starts_with("config file /etc/saturn/agent.toml line 2: unknown field `data_dri`"), "{message}");
+        assert!(
+            message
+                .starts_with("config file /etc/saturn/agent.toml line 2: unknown field `data_dri`"),
+            "{message}"
+        );
     }
 
     #[test]
     fn relative_paths_are_relative_to_the_file() {
-        let file = parse(Path::new("/etc/saturn/agent.toml"), "data_dir = \"data\"\napi_token_file = \"/abs/token\"\n")
-            .expect("valid");
+        let file = parse(
+            Path::new("/etc/saturn/agent.toml"),
+            "data_dir = \"data\"\napi_token_file = \"/abs/token\"\n",
+        )
+        .expect("valid");
         assert_eq!(file.data_dir, Some(PathBuf::from("/etc/saturn/data")));
         assert_eq!(file.api_token_file, Some(PathBuf::from("/abs/token")));
     }

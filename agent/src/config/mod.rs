@@ -128,11 +128,19 @@ impl AgentConfig {
     /// files; under `--dev`, creates the temporary data directory.
     pub fn load(args: &AgentArgs) -> Result<AgentConfig, ConfigError> {
         let file_text = match &args.config {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| ConfigError::ReadConfigFile { path: path.clone(), source })?),
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
+                ConfigError::ReadConfigFile {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
             None => None,
         };
         let file = args.config.as_deref().zip(file_text.as_deref());
-        let host = HostFacts { hostname: hostname(), dev_data_dir: dev_data_dir() };
+        let host = HostFacts {
+            hostname: hostname(),
+            dev_data_dir: dev_data_dir(),
+        };
         let mut config = resolve(args, file, &host)?;
         if let Some(path) = &config.api_token_file {
             config.api_token = Some(read_token(path)?);
@@ -141,8 +149,12 @@ impl AgentConfig {
             config.cluster_key = Some(read_cluster_key(path)?);
         }
         if config.data_dir_is_temporary {
-            std::fs::create_dir_all(&config.data_dir)
-                .map_err(|source| ConfigError::CreateDataDir { path: config.data_dir.clone(), source })?;
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+                ConfigError::CreateDataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                }
+            })?;
         }
         Ok(config)
     }
@@ -152,38 +164,63 @@ const TOKEN_FLAG: &str = "--api-token-file";
 const KEY_FLAG: &str = "--cluster-key-file";
 
 fn read_token(path: &Path) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret { flag: TOKEN_FLAG, path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
+        flag: TOKEN_FLAG,
+        path: path.to_owned(),
+        source,
+    })?;
     let token = text.trim();
     if token.is_empty() {
-        return Err(ConfigError::BadSecret { flag: TOKEN_FLAG, path: path.to_owned(), reason: "the file is empty; put the bearer token in it".into() });
+        return Err(ConfigError::BadSecret {
+            flag: TOKEN_FLAG,
+            path: path.to_owned(),
+            reason: "the file is empty; put the bearer token in it".into(),
+        });
     }
     if token.contains(char::is_whitespace) {
-        return Err(ConfigError::BadSecret { flag: TOKEN_FLAG, path: path.to_owned(), reason: "a token must be one word, without spaces or line breaks".into() });
+        return Err(ConfigError::BadSecret {
+            flag: TOKEN_FLAG,
+            path: path.to_owned(),
+            reason: "a token must be one word, without spaces or line breaks".into(),
+        });
     }
     Ok(Secret(token.to_string()))
 }
 
 fn read_cluster_key(path: &Path) -> Result<PreSharedKey, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret { flag: KEY_FLAG, path: path.to_owned(), source })?;
-    text.parse::<PreSharedKey>().map_err(|err| ConfigError::BadSecret {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
         flag: KEY_FLAG,
         path: path.to_owned(),
-        reason: format!("not a libp2p swarm.key (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits): {err}"),
-    })
+        source,
+    })?;
+    text.parse::<PreSharedKey>()
+        .map_err(|err| ConfigError::BadSecret {
+            flag: KEY_FLAG,
+            path: path.to_owned(),
+            reason: format!(
+                "not a libp2p swarm.key (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits): {err}"
+            ),
+        })
 }
 
 /// The host's name: the kernel's, else /etc/hostname, else `$HOSTNAME`.
 fn hostname() -> Option<String> {
     let from_file = |path: &str| std::fs::read_to_string(path).ok();
-    [from_file("/proc/sys/kernel/hostname"), from_file("/etc/hostname"), std::env::var("HOSTNAME").ok()]
-        .into_iter()
-        .flatten()
-        .map(|name| name.trim().to_string())
-        .find(|name| !name.is_empty())
+    [
+        from_file("/proc/sys/kernel/hostname"),
+        from_file("/etc/hostname"),
+        std::env::var("HOSTNAME").ok(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|name| name.trim().to_string())
+    .find(|name| !name.is_empty())
 }
 
 /// A data directory no other run uses: the process id and the start time make it unique.
 fn dev_data_dir() -> PathBuf {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("saturn-dev-{}-{nanos}", std::process::id()))
 }

@@ -31,31 +31,60 @@ struct Origin<'a> {
 impl Origin<'_> {
     fn describe(&self) -> String {
         match (self.from_flag, self.file) {
-            (false, Some(file)) => format!("{} in {}", &self.flag[2..].replace('-', "_"), file.display()),
+            (false, Some(file)) => format!(
+                "{} in {}",
+                &self.flag[2..].replace('-', "_"),
+                file.display()
+            ),
             _ => self.flag.to_string(),
         }
     }
 
     fn invalid(&self, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { origin: self.describe(), value: value.into(), reason: reason.into() }
+        ConfigError::Invalid {
+            origin: self.describe(),
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 /// Picks the flag if given, else the file's value; remembers which for messages.
-fn pick<'a, T>(flag: &'static str, file: Option<&'a Path>, from_args: Option<T>, from_file: Option<T>) -> (Option<T>, Origin<'a>) {
+fn pick<'a, T>(
+    flag: &'static str,
+    file: Option<&'a Path>,
+    from_args: Option<T>,
+    from_file: Option<T>,
+) -> (Option<T>, Origin<'a>) {
     let from_flag = from_args.is_some();
-    (from_args.or(from_file), Origin { flag, file, from_flag })
+    (
+        from_args.or(from_file),
+        Origin {
+            flag,
+            file,
+            from_flag,
+        },
+    )
 }
 
 /// Repeatable flags override the file's list only when given at least once.
-fn pick_list<'a>(flag: &'static str, file: Option<&'a Path>, from_args: &[String], from_file: Option<Vec<String>>) -> (Option<Vec<String>>, Origin<'a>) {
+fn pick_list<'a>(
+    flag: &'static str,
+    file: Option<&'a Path>,
+    from_args: &[String],
+    from_file: Option<Vec<String>>,
+) -> (Option<Vec<String>>, Origin<'a>) {
     let from_args = (!from_args.is_empty()).then(|| from_args.to_vec());
     pick(flag, file, from_args, from_file)
 }
 
 /// Merges and checks everything that needs no file system; secrets stay unread (their
 /// paths are kept) and the `--dev` directory is not created yet.
-pub fn resolve(args: &AgentArgs, file: Option<(&Path, &str)>, host: &HostFacts) -> Result<AgentConfig, ConfigError> {
+pub fn resolve(
+    args: &AgentArgs,
+    file: Option<(&Path, &str)>,
+    host: &HostFacts,
+) -> Result<AgentConfig, ConfigError> {
     let (path, parsed) = match file {
         Some((path, text)) => (Some(path), super::file::parse(path, text)?),
         None => (None, FileConfig::default()),
@@ -65,7 +94,8 @@ pub fn resolve(args: &AgentArgs, file: Option<(&Path, &str)>, host: &HostFacts) 
     let (name, origin) = pick("--name", path, args.name.clone(), parsed.name);
     let name = match name.or_else(|| host.hostname.clone()) {
         Some(name) => {
-            check_name(&name).map_err(|why| origin.invalid(&name, format!("an agent name {why}")))?;
+            check_name(&name)
+                .map_err(|why| origin.invalid(&name, format!("an agent name {why}")))?;
             name
         }
         None => return Err(ConfigError::NoHostname),
@@ -80,16 +110,27 @@ pub fn resolve(args: &AgentArgs, file: Option<(&Path, &str)>, host: &HostFacts) 
     };
 
     let (listen, origin) = pick_list("--listen", path, &args.listen, parsed.listen);
-    let listen = multiaddrs(listen.unwrap_or_else(|| vec![defaults::LISTEN.to_string()]), &origin)?;
+    let listen = multiaddrs(
+        listen.unwrap_or_else(|| vec![defaults::LISTEN.to_string()]),
+        &origin,
+    )?;
     if listen.is_empty() {
-        return Err(origin.invalid("[]", format!("at least one address is needed, e.g. {}", defaults::LISTEN)));
+        return Err(origin.invalid(
+            "[]",
+            format!("at least one address is needed, e.g. {}", defaults::LISTEN),
+        ));
     }
     let (join, origin) = pick_list("--join", path, &args.join, parsed.join);
     let join = multiaddrs(join.unwrap_or_default(), &origin)?;
     let (advertise, origin) = pick_list("--advertise", path, &args.advertise, parsed.advertise);
     let advertise = multiaddrs(advertise.unwrap_or_default(), &origin)?;
 
-    let (bootstrap_expect, origin) = pick("--bootstrap-expect", path, args.bootstrap_expect, parsed.bootstrap_expect);
+    let (bootstrap_expect, origin) = pick(
+        "--bootstrap-expect",
+        path,
+        args.bootstrap_expect,
+        parsed.bootstrap_expect,
+    );
     let bootstrap_expect = bootstrap_expect.unwrap_or(1);
     if bootstrap_expect < 1 {
         return Err(origin.invalid("0", "at least 1 agent (itself) forms a cluster"));
@@ -100,7 +141,9 @@ pub fn resolve(args: &AgentArgs, file: Option<(&Path, &str)>, host: &HostFacts) 
 
     let (gpus, origin) = pick("--gpus", path, args.gpus.clone(), parsed.gpus);
     let gpus = match gpus {
-        Some(text) => text.parse::<GpuSpec>().map_err(|err| origin.invalid(&text, err.reason))?,
+        Some(text) => text
+            .parse::<GpuSpec>()
+            .map_err(|err| origin.invalid(&text, err.reason))?,
         None if dev => defaults::dev_gpus(),
         None => GpuSpec::Auto,
     };
@@ -114,29 +157,76 @@ pub fn resolve(args: &AgentArgs, file: Option<(&Path, &str)>, host: &HostFacts) 
     // A dev agent is alone by definition: it must not merge with a colleague's on the LAN.
     let mdns = !mdns_off && !(dev && parsed.mdns.is_none() && parsed.no_mdns.is_none());
 
-    let timing = |flag: &'static str, given: Option<u64>, in_file: Option<u64>, default: u64, range: (u64, u64)| {
+    let timing = |flag: &'static str,
+                  given: Option<u64>,
+                  in_file: Option<u64>,
+                  default: u64,
+                  range: (u64, u64)| {
         let (value, origin) = pick(flag, path, given, in_file);
         let value = value.unwrap_or(default);
         if value < range.0 || value > range.1 {
-            return Err(origin.invalid(value.to_string(), format!("must be between {} and {}", range.0, range.1)));
+            return Err(origin.invalid(
+                value.to_string(),
+                format!("must be between {} and {}", range.0, range.1),
+            ));
         }
         Ok(value)
     };
-    let heartbeat_ms = timing("--heartbeat-ms", args.heartbeat_ms, parsed.heartbeat_ms, defaults::HEARTBEAT_MS, (10, 60_000))?;
-    let grace_period_s = timing("--grace-period-s", args.grace_period_s, parsed.grace_period_s, defaults::GRACE_PERIOD_S, (1, 86_400))?;
-    let replan_interval_s = timing("--replan-interval-s", args.replan_interval_s, parsed.replan_interval_s, defaults::REPLAN_INTERVAL_S, (1, 86_400))?;
-    let kill_grace_s = timing("--kill-grace-s", args.kill_grace_s, parsed.kill_grace_s, defaults::KILL_GRACE_S, (0, 3_600))?;
+    let heartbeat_ms = timing(
+        "--heartbeat-ms",
+        args.heartbeat_ms,
+        parsed.heartbeat_ms,
+        defaults::HEARTBEAT_MS,
+        (10, 60_000),
+    )?;
+    let grace_period_s = timing(
+        "--grace-period-s",
+        args.grace_period_s,
+        parsed.grace_period_s,
+        defaults::GRACE_PERIOD_S,
+        (1, 86_400),
+    )?;
+    let replan_interval_s = timing(
+        "--replan-interval-s",
+        args.replan_interval_s,
+        parsed.replan_interval_s,
+        defaults::REPLAN_INTERVAL_S,
+        (1, 86_400),
+    )?;
+    let kill_grace_s = timing(
+        "--kill-grace-s",
+        args.kill_grace_s,
+        parsed.kill_grace_s,
+        defaults::KILL_GRACE_S,
+        (0, 3_600),
+    )?;
     // Loss is detected from missed heartbeats; a grace period of under two of them would
     // declare healthy hosts lost after a single late packet.
     if grace_period_s * 1000 < 2 * heartbeat_ms {
-        let origin = Origin { flag: "--grace-period-s", file: path, from_flag: args.grace_period_s.is_some() };
-        return Err(origin.invalid(grace_period_s.to_string(), format!("must cover at least two heartbeats ({heartbeat_ms} ms each)")));
+        let origin = Origin {
+            flag: "--grace-period-s",
+            file: path,
+            from_flag: args.grace_period_s.is_some(),
+        };
+        return Err(origin.invalid(
+            grace_period_s.to_string(),
+            format!("must cover at least two heartbeats ({heartbeat_ms} ms each)"),
+        ));
     }
 
-    let (log_level, origin) = pick("--log-level", path, args.log_level.clone(), parsed.log_level);
+    let (log_level, origin) = pick(
+        "--log-level",
+        path,
+        args.log_level.clone(),
+        parsed.log_level,
+    );
     let log_level = log_level.unwrap_or_else(|| defaults::LOG_LEVEL.to_string());
-    tracing_subscriber::EnvFilter::try_new(&log_level)
-        .map_err(|err| origin.invalid(&log_level, format!("not a log filter ({err}); try info, debug or saturn_agent=debug,info")))?;
+    tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|err| {
+        origin.invalid(
+            &log_level,
+            format!("not a log filter ({err}); try info, debug or saturn_agent=debug,info"),
+        )
+    })?;
 
     Ok(AgentConfig {
         name,
@@ -167,8 +257,12 @@ fn multiaddrs(texts: Vec<String>, origin: &Origin<'_>) -> Result<Vec<Multiaddr>,
     texts
         .into_iter()
         .map(|text| {
-            text.parse::<Multiaddr>()
-                .map_err(|err| origin.invalid(&text, format!("not a multiaddr ({err}); write it like /ip4/10.0.0.5/tcp/7946")))
+            text.parse::<Multiaddr>().map_err(|err| {
+                origin.invalid(
+                    &text,
+                    format!("not a multiaddr ({err}); write it like /ip4/10.0.0.5/tcp/7946"),
+                )
+            })
         })
         .collect()
 }

@@ -24,8 +24,10 @@ pub(super) fn instances<'nvml>(nvml: &'nvml Nvml, parent: &Device<'nvml>) -> Vec
         }
     };
     // Absent symbols (an old driver) mean no MIG support: nothing to list.
-    let (Ok(max_count), Ok(by_index)) = (&lib.nvmlDeviceGetMaxMigDeviceCount, &lib.nvmlDeviceGetMigDeviceHandleByIndex)
-    else {
+    let (Ok(max_count), Ok(by_index)) = (
+        &lib.nvmlDeviceGetMaxMigDeviceCount,
+        &lib.nvmlDeviceGetMigDeviceHandleByIndex,
+    ) else {
         return Vec::new();
     };
     // SAFETY: `parent` is a live handle for as long as `nvml` is (its lifetime says so).
@@ -40,7 +42,9 @@ pub(super) fn instances<'nvml>(nvml: &'nvml Nvml, parent: &Device<'nvml>) -> Vec
         let mut handle: nvmlDevice_t = std::ptr::null_mut();
         // SAFETY: as above, one handle written through a valid pointer. Slots without an
         // instance return NOT_FOUND and are skipped.
-        if unsafe { by_index(parent_handle, index, &mut handle) } == nvmlReturn_enum_NVML_SUCCESS && !handle.is_null() {
+        if unsafe { by_index(parent_handle, index, &mut handle) } == nvmlReturn_enum_NVML_SUCCESS
+            && !handle.is_null()
+        {
             // SAFETY: NVML returned this handle for a MIG device of `parent`; it stays
             // valid while NVML is initialised, i.e. while `nvml` lives ('nvml).
             devices.push(unsafe { Device::new(handle, nvml) });

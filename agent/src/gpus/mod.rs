@@ -15,7 +15,9 @@ mod spec;
 
 use std::collections::BTreeSet;
 
-pub use spec::{GpuSpec, GpuSpecError, SimulatedGroup, DEFAULT_SIMULATED_MEMORY_MIB, MAX_SIMULATED_GPUS};
+pub use spec::{
+    GpuSpec, GpuSpecError, SimulatedGroup, DEFAULT_SIMULATED_MEMORY_MIB, MAX_SIMULATED_GPUS,
+};
 
 /// One GPU (or MIG instance) this agent offers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,12 +84,21 @@ impl GpuInventory {
             GpuSpec::None => (Vec::new(), None, None),
             GpuSpec::Simulated(groups) => (simulated(groups), None, None),
             GpuSpec::Auto => match nvml::NvmlGpus::open() {
-                Ok(found) if found.gpus().is_empty() => (Vec::new(), None, Some("NVML reports no GPU on this host".into())),
+                Ok(found) if found.gpus().is_empty() => (
+                    Vec::new(),
+                    None,
+                    Some("NVML reports no GPU on this host".into()),
+                ),
                 Ok(found) => (found.gpus().to_vec(), Some(found), None),
                 Err(reason) => (Vec::new(), None, Some(reason)),
             },
         };
-        GpuInventory { gpus, nvml, none_found_reason, simulated_busy: BTreeSet::new() }
+        GpuInventory {
+            gpus,
+            nvml,
+            none_found_reason,
+            simulated_busy: BTreeSet::new(),
+        }
     }
 
     /// The GPUs found, by index.
@@ -175,9 +186,18 @@ mod tests {
     fn simulated_gpus_are_numbered_in_order_and_marked_simulated() {
         let spec: GpuSpec = "sim:2xA100-80GB,1xT4".parse().expect("valid spec");
         let gpus = discover(&spec);
-        let summary: Vec<(u32, &str, u64, bool)> =
-            gpus.iter().map(|g| (g.index, g.model.as_str(), g.memory_mib, g.simulated)).collect();
-        assert_eq!(summary, [(0, "A100-80GB", 81920, true), (1, "A100-80GB", 81920, true), (2, "T4", 16384, true)]);
+        let summary: Vec<(u32, &str, u64, bool)> = gpus
+            .iter()
+            .map(|g| (g.index, g.model.as_str(), g.memory_mib, g.simulated))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, "A100-80GB", 81920, true),
+                (1, "A100-80GB", 81920, true),
+                (2, "T4", 16384, true)
+            ]
+        );
         assert_eq!(gpus[2].cuda_visible_id(), "2");
     }
 
@@ -187,7 +207,10 @@ mod tests {
         inventory.set_simulated_busy(1, true);
         let load = inventory.sample_load();
         assert_eq!((load[0].utilization_pct, load[0].memory_used_mib), (0, 0));
-        assert_eq!((load[1].utilization_pct, load[1].memory_used_mib), (100, 24 * 1024));
+        assert_eq!(
+            (load[1].utilization_pct, load[1].memory_used_mib),
+            (100, 24 * 1024)
+        );
         inventory.set_simulated_busy(1, false);
         assert_eq!(inventory.sample_load()[1].utilization_pct, 0);
     }

@@ -20,7 +20,9 @@ impl NvmlGpus {
     /// line: a host without an NVIDIA driver is normal, not a failure.
     pub fn open() -> Result<Self, String> {
         let nvml = Nvml::init().map_err(|err| describe_init_error(&err))?;
-        let count = nvml.device_count().map_err(|err| format!("NVML could not count the GPUs: {err}"))?;
+        let count = nvml
+            .device_count()
+            .map_err(|err| format!("NVML could not count the GPUs: {err}"))?;
         let mut gpus = Vec::new();
         let mut mig_instances = Vec::new();
         for index in 0..count {
@@ -31,13 +33,22 @@ impl NvmlGpus {
                     continue;
                 }
             };
-            if device.mig_mode().is_ok_and(|mode| mode.current == MIG_ENABLED) {
+            if device
+                .mig_mode()
+                .is_ok_and(|mode| mode.current == MIG_ENABLED)
+            {
                 // A GPU in MIG mode is offered as its instances: CUDA sees those, not it.
-                mig_instances.extend(mig::instances(&nvml, &device).into_iter().filter_map(|d| describe(&d, 0).ok()));
+                mig_instances.extend(
+                    mig::instances(&nvml, &device)
+                        .into_iter()
+                        .filter_map(|d| describe(&d, 0).ok()),
+                );
             } else {
                 match describe(&device, index) {
                     Ok(gpu) => gpus.push(gpu),
-                    Err(err) => tracing::warn!(index, %err, "skipping a GPU whose identity NVML cannot read"),
+                    Err(err) => {
+                        tracing::warn!(index, %err, "skipping a GPU whose identity NVML cannot read")
+                    }
                 }
             }
         }
@@ -60,15 +71,30 @@ impl NvmlGpus {
             Ok(device) => device,
             Err(err) => {
                 tracing::debug!(index = gpu.index, %err, "cannot sample GPU load");
-                return GpuLoad { index: gpu.index, utilization_pct: 0, memory_used_mib: 0, processes: Vec::new() };
+                return GpuLoad {
+                    index: gpu.index,
+                    utilization_pct: 0,
+                    memory_used_mib: 0,
+                    processes: Vec::new(),
+                };
             }
         };
-        let processes: Vec<u32> = device.running_compute_processes().map(|ps| ps.iter().map(|p| p.pid).collect()).unwrap_or_default();
+        let processes: Vec<u32> = device
+            .running_compute_processes()
+            .map(|ps| ps.iter().map(|p| p.pid).collect())
+            .unwrap_or_default();
         // MIG instances have no utilisation counter; a process on one means it is in use.
-        let utilization_pct =
-            device.utilization_rates().map(|u| u.gpu).unwrap_or(if processes.is_empty() { 0 } else { 100 });
+        let utilization_pct = device
+            .utilization_rates()
+            .map(|u| u.gpu)
+            .unwrap_or(if processes.is_empty() { 0 } else { 100 });
         let memory_used_mib = device.memory_info().map(|m| m.used / MIB).unwrap_or(0);
-        GpuLoad { index: gpu.index, utilization_pct, memory_used_mib, processes }
+        GpuLoad {
+            index: gpu.index,
+            utilization_pct,
+            memory_used_mib,
+            processes,
+        }
     }
 }
 

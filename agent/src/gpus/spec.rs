@@ -44,18 +44,29 @@ impl FromStr for GpuSpec {
     type Err = GpuSpecError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let error = |reason: String| GpuSpecError { input: input.to_string(), reason };
+        let error = |reason: String| GpuSpecError {
+            input: input.to_string(),
+            reason,
+        };
         match input.trim() {
             "auto" => Ok(GpuSpec::Auto),
             "none" => Ok(GpuSpec::None),
             other => {
                 let Some(groups) = other.strip_prefix("sim:") else {
-                    return Err(error("expected auto, none or sim:SPEC (e.g. sim:4xA100-80GB,2xV100-16GB)".into()));
+                    return Err(error(
+                        "expected auto, none or sim:SPEC (e.g. sim:4xA100-80GB,2xV100-16GB)".into(),
+                    ));
                 };
-                let groups = groups.split(',').map(parse_group).collect::<Result<Vec<_>, _>>().map_err(error)?;
+                let groups = groups
+                    .split(',')
+                    .map(parse_group)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(error)?;
                 let total = groups.iter().fold(0u64, |sum, g| sum + u64::from(g.count));
                 if total > u64::from(MAX_SIMULATED_GPUS) {
-                    return Err(error(format!("{total} simulated GPUs; at most {MAX_SIMULATED_GPUS} are allowed")));
+                    return Err(error(format!(
+                        "{total} simulated GPUs; at most {MAX_SIMULATED_GPUS} are allowed"
+                    )));
                 }
                 Ok(GpuSpec::Simulated(groups))
             }
@@ -68,11 +79,17 @@ fn parse_group(group: &str) -> Result<SimulatedGroup, String> {
     let group = group.trim();
     let example = "like 4xA100-80GB";
     if group.is_empty() {
-        return Err(format!("an empty GPU group; write groups {example}, separated by commas"));
+        return Err(format!(
+            "an empty GPU group; write groups {example}, separated by commas"
+        ));
     }
     let (count, model) = match group.split_once('x') {
-        Some((digits, model)) if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) => {
-            let count: u32 = digits.parse().map_err(|_| format!("{digits:?} is not a GPU count"))?;
+        Some((digits, model))
+            if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            let count: u32 = digits
+                .parse()
+                .map_err(|_| format!("{digits:?} is not a GPU count"))?;
             (count, model)
         }
         _ => (1, group),
@@ -83,11 +100,20 @@ fn parse_group(group: &str) -> Result<SimulatedGroup, String> {
     if model.is_empty() {
         return Err(format!("{group:?}: the model name is missing, {example}"));
     }
-    if !model.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-        return Err(format!("{group:?}: a model name may only hold letters, digits, '-', '_' and '.', {example}"));
+    if !model
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "{group:?}: a model name may only hold letters, digits, '-', '_' and '.', {example}"
+        ));
     }
     let memory_mib = memory_from_model(model).map_err(|why| format!("{group:?}: {why}"))?;
-    Ok(SimulatedGroup { count, model: model.to_string(), memory_mib })
+    Ok(SimulatedGroup {
+        count,
+        model: model.to_string(),
+        memory_mib,
+    })
 }
 
 /// The memory a model name announces with a `-<N>GB` suffix (GiB, as GPU vendors mean it).
@@ -101,7 +127,9 @@ fn memory_from_model(model: &str) -> Result<u64, String> {
     };
     match digits.parse::<u64>() {
         Ok(gib) if (1..=1 << 20).contains(&gib) => Ok(gib * 1024),
-        _ => Err(format!("-{suffix} is not a memory size; write it like -80GB")),
+        _ => Err(format!(
+            "-{suffix} is not a memory size; write it like -80GB"
+        )),
     }
 }
 
@@ -111,7 +139,10 @@ impl fmt::Display for GpuSpec {
             GpuSpec::Auto => f.write_str("auto"),
             GpuSpec::None => f.write_str("none"),
             GpuSpec::Simulated(groups) => {
-                let groups: Vec<String> = groups.iter().map(|g| format!("{}x{}", g.count, g.model)).collect();
+                let groups: Vec<String> = groups
+                    .iter()
+                    .map(|g| format!("{}x{}", g.count, g.model))
+                    .collect();
                 write!(f, "sim:{}", groups.join(","))
             }
         }
@@ -133,10 +164,20 @@ mod tests {
     fn simulated_specs_give_counts_models_and_memory() {
         let groups = sim("sim:4xA100-80GB,2xV100-16GB");
         assert_eq!(groups.len(), 2);
-        assert_eq!((groups[0].count, groups[0].model.as_str(), groups[0].memory_mib), (4, "A100-80GB", 80 * 1024));
+        assert_eq!(
+            (
+                groups[0].count,
+                groups[0].model.as_str(),
+                groups[0].memory_mib
+            ),
+            (4, "A100-80GB", 80 * 1024)
+        );
         assert_eq!((groups[1].count, groups[1].memory_mib), (2, 16 * 1024));
         let plain = sim("sim:T4");
-        assert_eq!((plain[0].count, plain[0].memory_mib), (1, DEFAULT_SIMULATED_MEMORY_MIB));
+        assert_eq!(
+            (plain[0].count, plain[0].memory_mib),
+            (1, DEFAULT_SIMULATED_MEMORY_MIB)
+        );
         assert_eq!(sim("sim:2xSIM-24GB")[0].memory_mib, 24 * 1024);
     }
 

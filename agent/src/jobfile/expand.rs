@@ -31,7 +31,10 @@ fn pieces(text: &str, vars: &[&str]) -> Result<Vec<Piece>, String> {
             rest = tail;
             continue;
         }
-        let placeholder = after.find('}').map(|close| &after[..close]).filter(|name| names::is_identifier(name));
+        let placeholder = after
+            .find('}')
+            .map(|close| &after[..close])
+            .filter(|name| names::is_identifier(name));
         let Some(name) = placeholder else {
             literal.push('{');
             rest = after;
@@ -81,12 +84,19 @@ impl Pattern<'_> {
 
 /// How many jobs a template expands to, saturating so a huge grid cannot overflow.
 pub(crate) fn job_count(template: &Template) -> usize {
-    template.grid.iter().fold(1usize, |count, var| count.saturating_mul(var.values.len()))
+    template
+        .grid
+        .iter()
+        .fold(1usize, |count, var| count.saturating_mul(var.values.len()))
 }
 
 /// Expands a template into its jobs, recording every problem. For a `[[job]]` this is
 /// one job and braces are left alone; for a `[[sweep]]`, one job per grid point.
-pub(crate) fn expand(template: &Template, default_workdir: &str, problems: &mut Problems) -> Vec<JobSpec> {
+pub(crate) fn expand(
+    template: &Template,
+    default_workdir: &str,
+    problems: &mut Problems,
+) -> Vec<JobSpec> {
     let vars: Vec<&str> = template.grid.iter().map(|v| v.name.as_str()).collect();
     let Some(patterns) = Patterns::new(template, &vars, problems) else {
         return Vec::new();
@@ -96,12 +106,27 @@ pub(crate) fn expand(template: &Template, default_workdir: &str, problems: &mut 
     let mut jobs = Vec::with_capacity(job_count(template));
     let mut odometer = vec![0usize; template.grid.len()];
     for point_index in 0..job_count(template) {
-        let point: Vec<&str> = template.grid.iter().zip(&odometer).map(|(var, &i)| var.values[i].as_str()).collect();
+        let point: Vec<&str> = template
+            .grid
+            .iter()
+            .zip(&odometer)
+            .map(|(var, &i)| var.values[i].as_str())
+            .collect();
         let job = patterns.job(template, &point, default_workdir);
         check_job(&job, &point, &patterns, &mut failures);
-        if first_point_of_name.insert(job.name.clone(), point_index).is_some() {
+        if first_point_of_name
+            .insert(job.name.clone(), point_index)
+            .is_some()
+        {
             let text = patterns.name.text;
-            failures.record("unique", text, format!("two grid points give the same name {:?}; make the grid values distinct", job.name));
+            failures.record(
+                "unique",
+                text,
+                format!(
+                    "two grid points give the same name {:?}; make the grid values distinct",
+                    job.name
+                ),
+            );
         }
         jobs.push(job);
         advance(&mut odometer, template);
@@ -139,12 +164,20 @@ impl<'t> Patterns<'t> {
         let mut parse = |text: &'t Text| -> Option<Pattern<'t>> {
             // A [[job]] has no grid: its strings are taken literally, braces and all.
             if template.kind == TableKind::Job {
-                return Some(Pattern { text, pieces: vec![Piece::Literal(text.value.clone())] });
+                return Some(Pattern {
+                    text,
+                    pieces: vec![Piece::Literal(text.value.clone())],
+                });
             }
             match pieces(&text.value, vars) {
                 Ok(pieces) => Some(Pattern { text, pieces }),
                 Err(why) => {
-                    problems.push(text.line, text.field.clone(), Some(format!("{:?}", text.value)), why);
+                    problems.push(
+                        text.line,
+                        text.field.clone(),
+                        Some(format!("{:?}", text.value)),
+                        why,
+                    );
                     None
                 }
             }
@@ -152,8 +185,11 @@ impl<'t> Patterns<'t> {
         let name = parse(&template.name);
         let command: Vec<Option<Pattern<'t>>> = template.command.iter().map(&mut parse).collect();
         let workdir = template.workdir.as_ref().map(&mut parse);
-        let env: Vec<Option<(&'t str, Pattern<'t>)>> =
-            template.env.iter().map(|(key, text)| parse(text).map(|p| (key.as_str(), p))).collect();
+        let env: Vec<Option<(&'t str, Pattern<'t>)>> = template
+            .env
+            .iter()
+            .map(|(key, text)| parse(text).map(|p| (key.as_str(), p)))
+            .collect();
         let profile_group = template.profile_group.as_ref().map(&mut parse);
         if let Some(name) = &name {
             for (index, var) in template.grid.iter().enumerate() {
@@ -179,15 +215,25 @@ impl<'t> Patterns<'t> {
         let name = self.name.at(point);
         let workdir = match &self.workdir {
             // A relative workdir is relative to where the file was submitted from.
-            Some(pattern) => Path::new(default_workdir).join(pattern.at(point)).to_string_lossy().into_owned(),
+            Some(pattern) => Path::new(default_workdir)
+                .join(pattern.at(point))
+                .to_string_lossy()
+                .into_owned(),
             None => default_workdir.to_string(),
         };
         JobSpec {
-            profile_group: self.profile_group.as_ref().map_or_else(|| name.clone(), |p| p.at(point)),
+            profile_group: self
+                .profile_group
+                .as_ref()
+                .map_or_else(|| name.clone(), |p| p.at(point)),
             name,
             command: self.command.iter().map(|p| p.at(point)).collect(),
             workdir,
-            env: self.env.iter().map(|(key, p)| (key.to_string(), p.at(point))).collect::<BTreeMap<_, _>>(),
+            env: self
+                .env
+                .iter()
+                .map(|(key, p)| (key.to_string(), p.at(point)))
+                .collect::<BTreeMap<_, _>>(),
             steps: template.steps,
             techniques: template.techniques.clone(),
             gpus_min: template.gpus.0,
@@ -201,26 +247,50 @@ impl<'t> Patterns<'t> {
 /// Checks a finished job's strings; names and profile groups become paths.
 fn check_job(job: &JobSpec, point: &[&str], patterns: &Patterns<'_>, failures: &mut Failures) {
     if let Err(why) = names::check_name(&job.name) {
-        failures.record("name", patterns.name.text, format!("the job name {:?} {why}", job.name));
+        failures.record(
+            "name",
+            patterns.name.text,
+            format!("the job name {:?} {why}", job.name),
+        );
     }
     if let Some(pattern) = &patterns.profile_group {
         if let Err(why) = names::check_name(&job.profile_group) {
-            failures.record("group", pattern.text, format!("the profile group {:?} {why}", job.profile_group));
+            failures.record(
+                "group",
+                pattern.text,
+                format!("the profile group {:?} {why}", job.profile_group),
+            );
         }
     }
     if let Some(pattern) = &patterns.workdir {
         if pattern.at(point).is_empty() {
-            failures.record("workdir", pattern.text, "must not be empty; leave workdir out to use the submitting directory".into());
+            failures.record(
+                "workdir",
+                pattern.text,
+                "must not be empty; leave workdir out to use the submitting directory".into(),
+            );
         }
     }
     if job.command[0].is_empty() {
-        failures.record("program", patterns.command[0].text, "the program to run must not be empty".into());
+        failures.record(
+            "program",
+            patterns.command[0].text,
+            "the program to run must not be empty".into(),
+        );
     }
     // An argument, path or variable with a NUL byte cannot be passed to exec at all.
-    let all = patterns.command.iter().chain(&patterns.workdir).chain(patterns.env.iter().map(|(_, p)| p));
+    let all = patterns
+        .command
+        .iter()
+        .chain(&patterns.workdir)
+        .chain(patterns.env.iter().map(|(_, p)| p));
     for pattern in all {
         if pattern.at(point).contains('\0') {
-            failures.record("nul", pattern.text, "contains a NUL character, which no process can be given".into());
+            failures.record(
+                "nul",
+                pattern.text,
+                "contains a NUL character, which no process can be given".into(),
+            );
         }
     }
 }
@@ -239,16 +309,31 @@ impl Failures {
         let count = self.counts.entry((check, text.field.clone())).or_insert(0);
         if *count == 0 {
             let value = Some(format!("{:?}", text.value));
-            self.first.push((check, Problem { line: text.line, field: text.field.clone(), value, reason }));
+            self.first.push((
+                check,
+                Problem {
+                    line: text.line,
+                    field: text.field.clone(),
+                    value,
+                    reason,
+                },
+            ));
         }
         *count += 1;
     }
 
     fn report(self, points: usize, kind: TableKind, problems: &mut Problems) {
         for (check, mut problem) in self.first {
-            let count = self.counts.get(&(check, problem.field.clone())).copied().unwrap_or(1);
+            let count = self
+                .counts
+                .get(&(check, problem.field.clone()))
+                .copied()
+                .unwrap_or(1);
             if kind == TableKind::Sweep && count > 1 {
-                problem.reason.push_str(&format!(" (and at {} more of the {points} grid points)", count - 1));
+                problem.reason.push_str(&format!(
+                    " (and at {} more of the {points} grid points)",
+                    count - 1
+                ));
             }
             problems.add(problem);
         }
@@ -267,6 +352,9 @@ mod tests {
         let json = pieces(r#"{"a": {"b": 1}} {{bs}"#, &vars).expect("no placeholders");
         assert_eq!(substitute(&json, &["64", "x"]), r#"{"a": {"b": 1}} {bs}"#);
         let err = pieces("x{bz}", &vars).expect_err("unknown var");
-        assert!(err.contains("unknown placeholder {bz}") && err.contains("bs, lr"), "{err}");
+        assert!(
+            err.contains("unknown placeholder {bz}") && err.contains("bs, lr"),
+            "{err}"
+        );
     }
 }

@@ -19,8 +19,19 @@ pub(crate) struct TableReader<'a> {
 }
 
 impl<'a> TableReader<'a> {
-    pub fn new(label: String, line: Option<usize>, entries: &'a [(String, Node)], problems: &'a mut Problems) -> Self {
-        TableReader { label, line, entries, used: vec![false; entries.len()], problems }
+    pub fn new(
+        label: String,
+        line: Option<usize>,
+        entries: &'a [(String, Node)],
+        problems: &'a mut Problems,
+    ) -> Self {
+        TableReader {
+            label,
+            line,
+            entries,
+            used: vec![false; entries.len()],
+            problems,
+        }
     }
 
     /// How a field is named in a message: the key path for TOML (the line says which
@@ -36,7 +47,8 @@ impl<'a> TableReader<'a> {
     /// Records that `node`, at `key_path`, is wrong for `reason`.
     pub fn bad(&mut self, node: &Node, key_path: &str, reason: impl Into<String>) {
         let field = self.field(key_path);
-        self.problems.push(node.line.or(self.line), field, Some(node.render()), reason);
+        self.problems
+            .push(node.line.or(self.line), field, Some(node.render()), reason);
     }
 
     /// Takes an optional field, marking it as known.
@@ -51,7 +63,8 @@ impl<'a> TableReader<'a> {
         let node = self.optional(key);
         if node.is_none() {
             let field = self.field(key);
-            self.problems.push(self.line, field, None, format!("missing; add {what}"));
+            self.problems
+                .push(self.line, field, None, format!("missing; add {what}"));
         }
         node
     }
@@ -65,7 +78,9 @@ impl<'a> TableReader<'a> {
             let reason = match (hint(key), names::suggestion(key, allowed)) {
                 (Some(hint), _) => hint,
                 (None, Some(close)) => format!("unknown field; did you mean {close}?"),
-                (None, None) => format!("unknown field; the known fields are {}", allowed.join(", ")),
+                (None, None) => {
+                    format!("unknown field; the known fields are {}", allowed.join(", "))
+                }
             };
             self.bad(node, key, reason);
         }
@@ -75,7 +90,11 @@ impl<'a> TableReader<'a> {
         match &node.kind {
             Kind::Str(s) => Some(s.clone()),
             _ => {
-                self.bad(node, key_path, format!("must be a string, not {}", node.type_name()));
+                self.bad(
+                    node,
+                    key_path,
+                    format!("must be a string, not {}", node.type_name()),
+                );
                 None
             }
         }
@@ -86,11 +105,20 @@ impl<'a> TableReader<'a> {
         match node.kind {
             Kind::Int(i) if (min..=max).contains(&i) => Some(i),
             Kind::Int(_) => {
-                self.bad(node, key_path, format!("must be between {min} and {max}"));
+                let range = if max == i64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("between {min} and {max}")
+                };
+                self.bad(node, key_path, format!("must be {range}"));
                 None
             }
             _ => {
-                self.bad(node, key_path, format!("must be an integer, not {}", node.type_name()));
+                self.bad(
+                    node,
+                    key_path,
+                    format!("must be an integer, not {}", node.type_name()),
+                );
                 None
             }
         }
@@ -99,7 +127,11 @@ impl<'a> TableReader<'a> {
     /// An array of strings, each paired with its line; reports every bad element.
     pub fn strings(&mut self, node: &Node, key_path: &str) -> Option<Vec<(String, Option<usize>)>> {
         let Kind::Array(items) = &node.kind else {
-            self.bad(node, key_path, format!("must be an array of strings, not {}", node.type_name()));
+            self.bad(
+                node,
+                key_path,
+                format!("must be an array of strings, not {}", node.type_name()),
+            );
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -114,11 +146,20 @@ impl<'a> TableReader<'a> {
     }
 
     /// A table's entries; records a problem when `node` is something else.
-    pub fn table<'n>(&mut self, node: &'n Node, key_path: &str, example: &str) -> Option<&'n [(String, Node)]> {
+    pub fn table<'n>(
+        &mut self,
+        node: &'n Node,
+        key_path: &str,
+        example: &str,
+    ) -> Option<&'n [(String, Node)]> {
         match &node.kind {
             Kind::Table(entries) => Some(entries),
             _ => {
-                self.bad(node, key_path, format!("must be a table, like {example}, not {}", node.type_name()));
+                self.bad(
+                    node,
+                    key_path,
+                    format!("must be a table, like {example}, not {}", node.type_name()),
+                );
                 None
             }
         }

@@ -51,7 +51,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
         // Beyond i64 no field of a job makes sense; keep it as a float so the validator
         // reports it as out of range rather than the parser failing obscurely.
-        Ok(node(i64::try_from(v).map_or(Kind::Float(v as f64), Kind::Int)))
+        Ok(node(
+            i64::try_from(v).map_or(Kind::Float(v as f64), Kind::Int),
+        ))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
@@ -101,7 +103,9 @@ mod tests {
     #[test]
     fn keys_keep_their_document_order() {
         let root = parse(r#"{"zeta": 1, "alpha": [true, 2.5, "x"]}"#).expect("valid JSON");
-        let Kind::Table(entries) = root.kind else { panic!("object") };
+        let Kind::Table(entries) = root.kind else {
+            panic!("object")
+        };
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["zeta", "alpha"]);
     }
@@ -110,6 +114,10 @@ mod tests {
     fn duplicate_keys_are_rejected_with_a_line() {
         let problem = parse("{\n\"a\": 1,\n\"a\": 2}").expect_err("duplicate key");
         assert_eq!(problem.line, Some(3));
-        assert!(problem.reason.contains("duplicate key \"a\""), "{}", problem.reason);
+        assert!(
+            problem.reason.contains("duplicate key \"a\""),
+            "{}",
+            problem.reason
+        );
     }
 }

@@ -63,7 +63,11 @@ const JSON_SOURCE: &str = "JSON body";
 /// problem line and `default_workdir` is where the user submitted from.
 ///
 /// Returns the jobs in file order (a sweep's points in grid order), or every problem.
-pub fn parse_job_file(text: &str, source_name: &str, default_workdir: &str) -> Result<Vec<JobSpec>, JobFileErrors> {
+pub fn parse_job_file(
+    text: &str,
+    source_name: &str,
+    default_workdir: &str,
+) -> Result<Vec<JobSpec>, JobFileErrors> {
     let root = toml_source::parse(text).map_err(|problem| single(source_name, problem))?;
     jobs_from_tree(&root, source_name, default_workdir)
 }
@@ -77,10 +81,18 @@ pub fn parse_job_json(body: &str, default_workdir: &str) -> Result<Vec<JobSpec>,
 }
 
 fn single(source_name: &str, problem: Problem) -> JobFileErrors {
-    JobFileErrors { source_name: source_name.to_string(), problems: vec![problem], omitted: 0 }
+    JobFileErrors {
+        source_name: source_name.to_string(),
+        problems: vec![problem],
+        omitted: 0,
+    }
 }
 
-fn jobs_from_tree(root: &Node, source_name: &str, default_workdir: &str) -> Result<Vec<JobSpec>, JobFileErrors> {
+fn jobs_from_tree(
+    root: &Node,
+    source_name: &str,
+    default_workdir: &str,
+) -> Result<Vec<JobSpec>, JobFileErrors> {
     let mut problems = Problems::default();
     let mut templates = Vec::new();
     for (kind, label, node) in tables(root, &mut problems) {
@@ -88,11 +100,15 @@ fn jobs_from_tree(root: &Node, source_name: &str, default_workdir: &str) -> Resu
             templates.push(template);
         }
     }
-    let total = templates.iter().fold(0usize, |sum, t| sum.saturating_add(expand::job_count(t)));
+    let total = templates
+        .iter()
+        .fold(0usize, |sum, t| sum.saturating_add(expand::job_count(t)));
     let mut jobs = Vec::new();
     if total > MAX_JOBS_PER_FILE {
         // Counted from the grid sizes, so a 10^12-point grid is refused without expanding it.
-        let why = format!("the file expands to {total} jobs; at most {MAX_JOBS_PER_FILE} are accepted at once");
+        let why = format!(
+            "the file expands to {total} jobs; at most {MAX_JOBS_PER_FILE} are accepted at once"
+        );
         problems.push(None, "", None, why);
     } else {
         for template in &templates {
@@ -119,14 +135,20 @@ fn tables<'n>(root: &'n Node, problems: &mut Problems) -> Vec<(TableKind, String
             "job" => TableKind::Job,
             "sweep" => TableKind::Sweep,
             _ => {
-                let why = "unknown top-level key; a job file holds only [[job]] and [[sweep]] tables";
+                let why =
+                    "unknown top-level key; a job file holds only [[job]] and [[sweep]] tables";
                 problems.push(node.line, key.clone(), Some(node.render()), why);
                 continue;
             }
         };
         match &node.kind {
             Kind::Array(items) => {
-                found.extend(items.iter().enumerate().map(|(i, item)| (kind, format!("{key}[{i}]"), item)));
+                found.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| (kind, format!("{key}[{i}]"), item)),
+                );
             }
             _ => {
                 let why = format!("must be a list of tables: write [[{key}]], not [{key}]");
@@ -137,7 +159,12 @@ fn tables<'n>(root: &'n Node, problems: &mut Problems) -> Vec<(TableKind, String
     // TOML keeps [[job]] and [[sweep]] in separate arrays; the lines restore file order.
     found.sort_by_key(|(_, _, node)| node.line.unwrap_or(0));
     if found.is_empty() && problems.is_empty() {
-        problems.push(root.line, "", None, "the file defines no jobs; add a [[job]] or [[sweep]] table");
+        problems.push(
+            root.line,
+            "",
+            None,
+            "the file defines no jobs; add a [[job]] or [[sweep]] table",
+        );
     }
     found
 }

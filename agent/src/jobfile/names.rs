@@ -13,9 +13,15 @@ pub fn check_name(name: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("is {} characters long; at most {MAX_NAME_LEN} are allowed", name.len()));
+        return Err(format!(
+            "is {} characters long; at most {MAX_NAME_LEN} are allowed",
+            name.len()
+        ));
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(format!(
             "contains {bad:?}; names become file names, so only letters, digits, '.', '_' and '-' are allowed"
         ));
@@ -31,7 +37,10 @@ pub(crate) fn check_technique(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err("a technique name must be 1 to 64 characters".into());
     }
-    if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
         Ok(())
     } else {
         Err("a technique name may only hold lowercase letters, digits, '_' and '-'".into())
@@ -47,7 +56,12 @@ pub(crate) fn is_identifier(name: &str) -> bool {
 
 /// Environment variables the agent sets for every job process (spec/agent.md); a job
 /// setting them would silently break placement or resumption.
-const AGENT_ENV: &[&str] = &["CUDA_VISIBLE_DEVICES", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"];
+const AGENT_ENV: &[&str] = &[
+    "CUDA_VISIBLE_DEVICES",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+];
 
 /// Checks an `env` key; `Err` says why it is refused.
 pub(crate) fn check_env_key(key: &str) -> Result<(), String> {

@@ -55,9 +55,16 @@ pub struct JobFileErrors {
 impl JobFileErrors {
     /// Each problem as one line, ready for a terminal or an API error list.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.problems.iter().map(|p| p.render(&self.source_name)).collect();
+        let mut lines: Vec<String> = self
+            .problems
+            .iter()
+            .map(|p| p.render(&self.source_name))
+            .collect();
         if self.omitted > 0 {
-            lines.push(format!("{}: and {} more problems", self.source_name, self.omitted));
+            lines.push(format!(
+                "{}: and {} more problems",
+                self.source_name, self.omitted
+            ));
         }
         lines
     }
@@ -77,8 +84,19 @@ pub(crate) struct Problems {
 
 impl Problems {
     /// Records a problem about `field` (with its value when there is one).
-    pub fn push(&mut self, line: Option<usize>, field: impl Into<String>, value: Option<String>, reason: impl Into<String>) {
-        self.list.push(Problem { line, field: field.into(), value, reason: reason.into() });
+    pub fn push(
+        &mut self,
+        line: Option<usize>,
+        field: impl Into<String>,
+        value: Option<String>,
+        reason: impl Into<String>,
+    ) {
+        self.list.push(Problem {
+            line,
+            field: field.into(),
+            value,
+            reason: reason.into(),
+        });
     }
 
     /// Records an already built problem.
@@ -105,6 +123,10 @@ impl Problems {
         list.retain(|p| seen.insert(p.clone()));
         let omitted = list.len().saturating_sub(limit);
         list.truncate(limit);
-        JobFileErrors { source_name: source_name.to_string(), problems: list, omitted }
+        JobFileErrors {
+            source_name: source_name.to_string(),
+            problems: list,
+            omitted,
+        }
     }
 }

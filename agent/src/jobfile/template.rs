@@ -18,10 +18,29 @@ pub(crate) enum TableKind {
 
 impl TableKind {
     fn allowed_fields(self) -> &'static [&'static str] {
-        const JOB: &[&str] =
-            &["name", "command", "workdir", "env", "steps", "techniques", "gpus", "profile_group", "max_restarts", "profile"];
+        const JOB: &[&str] = &[
+            "name",
+            "command",
+            "workdir",
+            "env",
+            "steps",
+            "techniques",
+            "gpus",
+            "profile_group",
+            "max_restarts",
+            "profile",
+        ];
         const SWEEP: &[&str] = &[
-            "name", "command", "workdir", "env", "steps", "techniques", "gpus", "profile_group", "max_restarts", "profile",
+            "name",
+            "command",
+            "workdir",
+            "env",
+            "steps",
+            "techniques",
+            "gpus",
+            "profile_group",
+            "max_restarts",
+            "profile",
             "grid",
         ];
         match self {
@@ -68,23 +87,52 @@ pub(crate) struct Template {
 }
 
 /// Reads one table; `None` when any field is wrong (each problem is recorded).
-pub(crate) fn read(kind: TableKind, label: String, node: &Node, problems: &mut Problems) -> Option<Template> {
+pub(crate) fn read(
+    kind: TableKind,
+    label: String,
+    node: &Node,
+    problems: &mut Problems,
+) -> Option<Template> {
     let Kind::Table(entries) = &node.kind else {
-        problems.push(node.line, label, Some(node.render()), format!("must be a table, not {}", node.type_name()));
+        problems.push(
+            node.line,
+            label,
+            Some(node.render()),
+            format!("must be a table, not {}", node.type_name()),
+        );
         return None;
     };
     let before = problems.count();
     let mut r = TableReader::new(label, node.line, entries, problems);
 
-    let name = r.required("name", "name = \"my-job\"").and_then(|n| text(&mut r, n, "name"));
-    let command = r.required("command", "command = [\"python3\", \"train.py\"]").and_then(|n| command(&mut r, n));
-    let workdir = r.optional("workdir").and_then(|n| text(&mut r, n, "workdir"));
-    let env = r.optional("env").map_or(Some(Vec::new()), |n| env(&mut r, n));
-    let steps = r.required("steps", "steps = N, the total number of training steps").and_then(|n| r.integer(n, "steps", 1, i64::MAX));
-    let techniques = r.optional("techniques").map_or_else(|| Some(DEFAULT_TECHNIQUES.iter().map(|t| t.to_string()).collect()), |n| techniques(&mut r, n));
+    let name = r
+        .required("name", "name = \"my-job\"")
+        .and_then(|n| text(&mut r, n, "name"));
+    let command = r
+        .required("command", "command = [\"python3\", \"train.py\"]")
+        .and_then(|n| command(&mut r, n));
+    let workdir = r
+        .optional("workdir")
+        .and_then(|n| text(&mut r, n, "workdir"));
+    let env = r
+        .optional("env")
+        .map_or(Some(Vec::new()), |n| env(&mut r, n));
+    let steps = r
+        .required("steps", "steps = N, the total number of training steps")
+        .and_then(|n| r.integer(n, "steps", 1, i64::MAX));
+    let techniques = r.optional("techniques").map_or_else(
+        || Some(DEFAULT_TECHNIQUES.iter().map(|t| t.to_string()).collect()),
+        |n| techniques(&mut r, n),
+    );
     let gpus = r.optional("gpus").map_or(Some((1, 1)), |n| gpus(&mut r, n));
-    let profile_group = r.optional("profile_group").and_then(|n| text(&mut r, n, "profile_group"));
-    let max_restarts = r.optional("max_restarts").map_or(Some(i64::from(DEFAULT_MAX_RESTARTS)), |n| r.integer(n, "max_restarts", 0, i64::from(MAX_RESTARTS)));
+    let profile_group = r
+        .optional("profile_group")
+        .and_then(|n| text(&mut r, n, "profile_group"));
+    let max_restarts = r
+        .optional("max_restarts")
+        .map_or(Some(i64::from(DEFAULT_MAX_RESTARTS)), |n| {
+            r.integer(n, "max_restarts", 0, i64::from(MAX_RESTARTS))
+        });
     let profile = match (r.optional("profile"), &techniques, gpus) {
         (None, _, _) => Some(BTreeMap::new()),
         (Some(n), Some(techniques), Some(gpus)) => profile(&mut r, n, techniques, gpus),
@@ -93,11 +141,14 @@ pub(crate) fn read(kind: TableKind, label: String, node: &Node, problems: &mut P
         (Some(_), _, _) => None,
     };
     let grid = match kind {
-        TableKind::Sweep => r.required("grid", "grid = { var = [value, ...] }").and_then(|n| grid(&mut r, n)),
+        TableKind::Sweep => r
+            .required("grid", "grid = { var = [value, ...] }")
+            .and_then(|n| grid(&mut r, n)),
         TableKind::Job => Some(Vec::new()),
     };
     r.reject_unknown(kind.allowed_fields(), |key| {
-        (kind == TableKind::Job && key == "grid").then(|| "only a [[sweep]] has a grid; write this table as [[sweep]]".to_string())
+        (kind == TableKind::Job && key == "grid")
+            .then(|| "only a [[sweep]] has a grid; write this table as [[sweep]]".to_string())
     });
 
     let template = Template {
@@ -121,19 +172,31 @@ pub(crate) fn read(kind: TableKind, label: String, node: &Node, problems: &mut P
 
 fn text(r: &mut TableReader<'_>, node: &Node, key: &str) -> Option<Text> {
     let value = r.string(node, key)?;
-    Some(Text { value, line: node.line.or(r.line), field: r.field(key) })
+    Some(Text {
+        value,
+        line: node.line.or(r.line),
+        field: r.field(key),
+    })
 }
 
 fn command(r: &mut TableReader<'_>, node: &Node) -> Option<Vec<Text>> {
     let parts = r.strings(node, "command")?;
     if parts.is_empty() {
-        r.bad(node, "command", "must name the program to run, e.g. [\"python3\", \"train.py\"]");
+        r.bad(
+            node,
+            "command",
+            "must name the program to run, e.g. [\"python3\", \"train.py\"]",
+        );
         return None;
     }
     let texts = parts
         .into_iter()
         .enumerate()
-        .map(|(i, (value, line))| Text { value, line: line.or(r.line), field: r.field(&format!("command[{i}]")) })
+        .map(|(i, (value, line))| Text {
+            value,
+            line: line.or(r.line),
+            field: r.field(&format!("command[{i}]")),
+        })
         .collect();
     Some(texts)
 }
@@ -153,10 +216,21 @@ fn env(r: &mut TableReader<'_>, node: &Node) -> Option<Vec<(String, Text)>> {
         // people write.
         match (&value.kind, value.scalar_text()) {
             (Kind::Str(_) | Kind::Int(_) | Kind::Float(_) | Kind::Bool(_), Some(text)) => {
-                out.push((key.clone(), Text { value: text, line: value.line.or(r.line), field: r.field(&path) }));
+                out.push((
+                    key.clone(),
+                    Text {
+                        value: text,
+                        line: value.line.or(r.line),
+                        field: r.field(&path),
+                    },
+                ));
             }
             _ => {
-                r.bad(value, &path, format!("must be a string, not {}", value.type_name()));
+                r.bad(
+                    value,
+                    &path,
+                    format!("must be a string, not {}", value.type_name()),
+                );
                 all_ok = false;
             }
         }
@@ -167,7 +241,11 @@ fn env(r: &mut TableReader<'_>, node: &Node) -> Option<Vec<(String, Text)>> {
 fn techniques(r: &mut TableReader<'_>, node: &Node) -> Option<Vec<String>> {
     let list = r.strings(node, "techniques")?;
     if list.is_empty() {
-        r.bad(node, "techniques", "must list at least one technique, e.g. [\"ddp\"]");
+        r.bad(
+            node,
+            "techniques",
+            "must list at least one technique, e.g. [\"ddp\"]",
+        );
         return None;
     }
     let mut out: Vec<String> = Vec::with_capacity(list.len());
@@ -190,14 +268,28 @@ fn gpus(r: &mut TableReader<'_>, node: &Node) -> Option<(u32, u32)> {
     let (lo, hi) = match &node.kind {
         Kind::Int(n) => (*n, *n),
         Kind::Array(items) => match items.as_slice() {
-            [Node { kind: Kind::Int(lo), .. }, Node { kind: Kind::Int(hi), .. }] => (*lo, *hi),
+            [Node {
+                kind: Kind::Int(lo),
+                ..
+            }, Node {
+                kind: Kind::Int(hi),
+                ..
+            }] => (*lo, *hi),
             _ => {
-                r.bad(node, "gpus", "must be [min, max], two integers, e.g. [1, 8]");
+                r.bad(
+                    node,
+                    "gpus",
+                    "must be [min, max], two integers, e.g. [1, 8]",
+                );
                 return None;
             }
         },
         _ => {
-            r.bad(node, "gpus", format!("must be [min, max], two integers, not {}", node.type_name()));
+            r.bad(
+                node,
+                "gpus",
+                format!("must be [min, max], two integers, not {}", node.type_name()),
+            );
             return None;
         }
     };
@@ -228,7 +320,14 @@ fn profile(
     for (technique, times) in entries {
         let path = format!("profile.{technique}");
         if !techniques.contains(technique) {
-            r.bad(times, &path, format!("{technique:?} is not one of the job's techniques ({})", techniques.join(", ")));
+            r.bad(
+                times,
+                &path,
+                format!(
+                    "{technique:?} is not one of the job's techniques ({})",
+                    techniques.join(", ")
+                ),
+            );
             all_ok = false;
             continue;
         }
@@ -246,10 +345,13 @@ fn profile(
             };
             let why = match count.parse::<u32>() {
                 Err(_) => Some("the key must be a GPU count, like 4 = 0.3".to_string()),
-                Ok(n) if n < lo || n > hi => Some(format!("{n} GPUs is outside the job's gpus range [{lo}, {hi}]")),
-                Ok(_) if !(step_time.is_finite() && step_time > 0.0) => {
-                    Some("must be the seconds one training step takes, a number greater than 0".to_string())
-                }
+                Ok(n) if n < lo || n > hi => Some(format!(
+                    "{n} GPUs is outside the job's gpus range [{lo}, {hi}]"
+                )),
+                Ok(_) if !(step_time.is_finite() && step_time > 0.0) => Some(
+                    "must be the seconds one training step takes, a number greater than 0"
+                        .to_string(),
+                ),
                 Ok(n) => {
                     by_count.insert(n, step_time);
                     None
@@ -266,9 +368,17 @@ fn profile(
 }
 
 fn grid(r: &mut TableReader<'_>, node: &Node) -> Option<Vec<GridVar>> {
-    let entries = r.table(node, "grid", "{ bs = [64, 128], lr = [\"1e-5\", \"1e-4\"] }")?;
+    let entries = r.table(
+        node,
+        "grid",
+        "{ bs = [64, 128], lr = [\"1e-5\", \"1e-4\"] }",
+    )?;
     if entries.is_empty() {
-        r.bad(node, "grid", "must define at least one variable, e.g. { bs = [64, 128] }");
+        r.bad(
+            node,
+            "grid",
+            "must define at least one variable, e.g. { bs = [64, 128] }",
+        );
         return None;
     }
     let mut out = Vec::with_capacity(entries.len());
@@ -276,18 +386,33 @@ fn grid(r: &mut TableReader<'_>, node: &Node) -> Option<Vec<GridVar>> {
     for (name, values) in entries {
         let path = format!("grid.{name}");
         if !names::is_identifier(name) {
-            r.bad(values, &path, "a grid variable name must match [A-Za-z_][A-Za-z0-9_]*");
+            r.bad(
+                values,
+                &path,
+                "a grid variable name must match [A-Za-z_][A-Za-z0-9_]*",
+            );
             all_ok = false;
             continue;
         }
         let texts: Option<Vec<String>> = match &values.kind {
-            Kind::Array(items) if !items.is_empty() => items.iter().map(Node::scalar_text).collect(),
+            Kind::Array(items) if !items.is_empty() => {
+                items.iter().map(Node::scalar_text).collect()
+            }
             _ => None,
         };
         match texts {
-            Some(texts) => out.push(GridVar { name: name.clone(), values: texts, line: values.line.or(r.line), field: r.field(&path) }),
+            Some(texts) => out.push(GridVar {
+                name: name.clone(),
+                values: texts,
+                line: values.line.or(r.line),
+                field: r.field(&path),
+            }),
             None => {
-                r.bad(values, &path, "must be a non-empty array of strings or numbers, e.g. [64, 128]");
+                r.bad(
+                    values,
+                    &path,
+                    "must be a non-empty array of strings or numbers, e.g. [64, 128]",
+                );
                 all_ok = false;
             }
         }

@@ -107,8 +107,11 @@ fn render_into(node: &Node, out: &mut String) {
 /// surprise in a job name); others take whichever of the plain and the exponent form is
 /// shorter, preferring the plain one.
 pub(crate) fn format_float(value: f64) -> String {
-    if !value.is_finite() {
-        return value.to_string();
+    if value.is_nan() {
+        return "nan".to_string();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
     }
     let plain = value.to_string();
     if value.fract() == 0.0 && value.abs() < 1e15 {
@@ -139,8 +142,17 @@ mod tests {
 
     #[test]
     fn long_values_are_shortened_in_messages() {
-        let items = (0..100).map(|i| Node { kind: Kind::Int(i), line: None }).collect();
-        let rendered = Node { kind: Kind::Array(items), line: None }.render();
+        let items = (0..100)
+            .map(|i| Node {
+                kind: Kind::Int(i),
+                line: None,
+            })
+            .collect();
+        let rendered = Node {
+            kind: Kind::Array(items),
+            line: None,
+        }
+        .render();
         assert!(rendered.ends_with('…'));
         assert_eq!(rendered.chars().count(), MAX_RENDERED_CHARS);
     }
