@@ -37,12 +37,14 @@ pub(crate) struct Outcome {
 
 /// Iterations per annealing cycle, per job (with a floor for tiny instances).
 const CYCLE_PER_JOB: u64 = 40;
-const CYCLE_MIN: u64 = 4_000;
+const CYCLE_MIN: u64 = 20_000;
 /// Without an iteration cap, stop after this many cycles without a new best.
 const PATIENCE_CYCLES: u64 = 12;
 /// Temperature at a cycle's start and end, as fractions of the best makespan.
-const T_START: f64 = 0.004;
+const T_START: f64 = 0.006;
 const T_END: f64 = 0.00002;
+/// Multiplier of `T_START` per cycle, in turn.
+const CYCLE_HEAT: [f64; 3] = [1.0, 4.0, 0.25];
 
 /// Anneals from the best of `starts`; `started` is when the whole solve began (for the trace).
 pub(crate) fn anneal(
@@ -56,6 +58,8 @@ pub(crate) fn anneal(
     let mut dec = Decoder::new(problem);
     let mut trace = Vec::new();
     let mut best: Option<(Solution, f64, f64)> = None;
+    let starts_began = Instant::now();
+    let start_count = starts.len().max(1) as u32;
     for start in starts {
         let cost = dec.decode(&start.order, &start.modes, None);
         if trace.is_empty() {
@@ -72,6 +76,11 @@ pub(crate) fn anneal(
     if trace.last().is_some_and(|t| t.1 > best_makespan) {
         trace.push((started.elapsed(), best_makespan));
     }
+    // After the search, solve() still decodes the best plan and builds max-heuristic's:
+    // keep time for a few decodes so the whole solve ends within its limit.
+    let per_decode = starts_began.elapsed() / start_count;
+    let reserve = per_decode * 8 + Duration::from_millis(2);
+    let deadline = budget.deadline.checked_sub(reserve).unwrap_or(budget.deadline);
     let n = problem.jobs.len();
     let movable: Vec<u32> = (0..n as u32).filter(|&j| allowed[j as usize].len() > 1).collect();
     let cycle = (CYCLE_PER_JOB * n as u64).max(CYCLE_MIN);
@@ -83,7 +92,7 @@ pub(crate) fn anneal(
     let everyone: Vec<u32> = (0..n as u32).collect();
     while n > 1 || !movable.is_empty() {
         let out_of_budget = budget.max_iterations.is_some_and(|m| iterations >= m)
-            || (iterations % 32 == 0 && Instant::now() >= budget.deadline);
+            || Instant::now() >= deadline;
         if out_of_budget || best_makespan <= budget.target * (1.0 + 1e-9) {
             break;
         }
@@ -98,7 +107,9 @@ pub(crate) fn anneal(
             dec.decode(&cur.order, &cur.modes, None);
         }
         iterations += 1;
-        let temperature = best_makespan * T_START * (T_END / T_START).powf(phase);
+        // Cycles alternate hot and cool starts: which suits an instance varies (measured).
+        let heat = CYCLE_HEAT[(cycle_index % CYCLE_HEAT.len() as u64) as usize];
+        let temperature = best_makespan * heat * T_START * (T_END / T_START).powf(phase);
         let undo = random_move(problem, allowed, (&movable, &everyone), &mut cur, dec.ends(), rng);
         let threshold = cur_score - temperature * rng.gen::<f64>().max(1e-300).ln();
         match dec.evaluate(&cur.order, &cur.modes, undo.from, threshold) {

@@ -13,7 +13,7 @@ fn options(solver: Solver, seed: u64) -> SolveOptions {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn every_solver_returns_a_valid_plan(seed in any::<u64>()) {
