@@ -33,4 +33,4 @@ pub use process::{ProcessSettings, StartError};
 pub use protocol::{parse_line, Report};
 pub use spec::{AttemptKey, AttemptSpec, Gang};
 pub use step_time::{robust_step_time, StepSample};
-pub use table::{attempt_log_path, Ensured, ExecutorConfig, ExecutorError, ProcessTable};
+pub use table::{attempt_log_path, attempt_logs, checkpoint_dir, Ensured, ExecutorConfig, ExecutorError, ProcessTable};

@@ -74,6 +74,14 @@ pub enum StartError {
         /// The OS error.
         source: io::Error,
     },
+    /// The job's checkpoint directory could not be created.
+    #[error("cannot create the checkpoint directory {path}: {source}")]
+    CheckpointDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// The attempt's log file could not be opened.
     #[error("cannot open the job log {path}: {source}")]
     Log {
@@ -125,6 +133,9 @@ impl AttemptProcess {
         if !spec.workdir.is_dir() {
             return Err(StartError::WorkdirMissing(spec.workdir.clone()));
         }
+        // The contract promises the directory; creating it here saves every script the check.
+        std::fs::create_dir_all(&spec.checkpoint_dir)
+            .map_err(|source| StartError::CheckpointDir { path: spec.checkpoint_dir.clone(), source })?;
         let log = RotatingLog::open(wiring.log_path, settings.log_limits)
             .map_err(|source| StartError::Log { path: wiring.log_path.to_owned(), source })?;
         let mut command = Command::new(program);

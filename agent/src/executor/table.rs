@@ -91,6 +91,8 @@ struct Shared {
     config: ExecutorConfig,
     spawner: Spawner,
     pids: PidDir,
+    /// Unbounded so that a slow consumer never blocks a job's output pipe; the volume is
+    /// bounded anyway by the throttle (one progress batch per interval per attempt).
     events: mpsc::UnboundedSender<AttemptEvent>,
     /// A `std` mutex: it is never held across an `.await`.
     state: Mutex<State>,
@@ -117,7 +119,8 @@ struct Slot {
 impl ProcessTable {
     /// Opens the executor on `config.data_dir`. First ends any job processes a previous
     /// agent run left alive (spec: a restarting agent ends its former job processes) and
-    /// returns their records, so the caller can report those attempts as ended.
+    /// returns every record found (alive or not), so the caller can report those
+    /// attempts as ended.
     /// Events of every attempt arrive on the returned receiver. Must be called inside a
     /// tokio runtime.
     pub async fn open(
@@ -265,6 +268,27 @@ impl ProcessTable {
 /// `DATA_DIR/logs/JOB/attempt-N.log` (rotated to `attempt-N.log.1`).
 pub fn attempt_log_path(data_dir: &Path, key: &AttemptKey) -> PathBuf {
     data_dir.join("logs").join(file_safe(&key.job)).join(format!("attempt-{}.log", key.attempt))
+}
+
+/// The log files of every attempt of `job` kept in an agent's data dir, by attempt.
+pub fn attempt_logs(data_dir: &Path, job: &str) -> Vec<(u32, PathBuf)> {
+    let dir = data_dir.join("logs").join(file_safe(job));
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut logs: Vec<(u32, PathBuf)> = entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let attempt = name.strip_prefix("attempt-")?.strip_suffix(".log")?.parse().ok()?;
+            Some((attempt, dir.join(name)))
+        })
+        .collect();
+    logs.sort();
+    logs
+}
+
+/// A per-job checkpoint directory in an agent's data dir, `DATA_DIR/checkpoints/JOB`:
+/// the `SATURN_CHECKPOINT_DIR` that survives restarts of the job on this host.
+pub fn checkpoint_dir(data_dir: &Path, job: &str) -> PathBuf {
+    data_dir.join("checkpoints").join(file_safe(job))
 }
 
 impl Shared {

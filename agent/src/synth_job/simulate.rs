@@ -133,14 +133,14 @@ impl Simulation<'_> {
             }
             self.done = step;
             let reports = step / report_every;
-            if step % report_every == 0 || step == end {
+            if step.is_multiple_of(report_every) || step == end {
                 println!("SATURN step={step}");
-                if reports % REPORTS_PER_METRIC == 0 || step == end {
+                if reports.is_multiple_of(REPORTS_PER_METRIC) || step == end {
                     let noise = 1.0 + 0.002 * self.rng.gen_range(-1.0..=1.0);
                     println!("SATURN metric loss={:.4}", loss_at(step, self.args.lr, self.args.batch_size) * noise);
                 }
             }
-            if trial.is_none() && step % checkpoint_every == 0 && step < end {
+            if trial.is_none() && step.is_multiple_of(checkpoint_every) && step < end {
                 if let Err(err) = self.checkpoint() {
                     return Outcome::Failed(err);
                 }
