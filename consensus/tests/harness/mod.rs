@@ -171,5 +171,7 @@ pub async fn poll<T>(what: &str, check: &mut impl FnMut() -> Option<T>) -> T {
 
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off"));
+    let _already_set = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
