@@ -119,6 +119,64 @@ async fn a_request_the_daemon_drops_is_answered_with_an_error() {
 }
 
 #[tokio::test]
+async fn a_request_to_an_unreachable_peer_fails_instead_of_hanging() {
+    let a = AgentSpec::new("node-a").start().await;
+    let nowhere = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+    let err = a.handle.request(nowhere, control()).await.expect_err("no address known");
+    assert!(matches!(err, MeshError::RequestFailed { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_daemon_that_stops_reading_events_does_not_stall_the_mesh() {
+    let a = AgentSpec::new("node-a").start().await;
+    let asleep = AgentSpec::new("asleep").event_capacity(2).join(a.addr().await).start_asleep().await;
+    eventually("a identified the sleeper", || async { a.name_of(&asleep.peer_id()).is_some() }).await;
+
+    let mut seq = 0;
+    eventually("the sleeper dropped gossip it could not deliver", || {
+        seq += 1;
+        let gossip = heartbeat(&a, seq);
+        let a = &a;
+        let asleep = &asleep;
+        async move {
+            let _ = a.handle.publish(gossip).await;
+            asleep.handle.stats().gossip_events_dropped > 0
+        }
+    })
+    .await;
+    // Its swarm still runs: it answers commands and its own requests go through.
+    assert_eq!(ask_name(&asleep, &a).await.expect("sleeper asks a"), "node-a");
+    // Requests to it wait for a daemon that never answers: the asker times out.
+    let err = a
+        .handle
+        .request_with_timeout(asleep.peer_id(), control(), Duration::from_millis(300))
+        .await
+        .expect_err("nobody answers");
+    assert!(matches!(err, MeshError::Timeout { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn forged_heartbeats_are_rejected_not_delivered() {
+    let a = AgentSpec::new("node-a").start().await;
+    let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
+    eventually("a identified b", || async { a.name_of(&b.peer_id()).is_some() }).await;
+    let mut seq = 0;
+    eventually("a rejected b's heartbeat in a's name", || {
+        seq += 1;
+        // Signed by b, claiming to be a.
+        let Gossip::Heartbeat(mut forged) = heartbeat(&b, seq) else { unreachable!() };
+        forged.peer_id = a.peer_id().to_string();
+        let (a, b) = (&a, &b);
+        async move {
+            let _ = b.handle.publish(Gossip::Heartbeat(forged)).await;
+            a.handle.stats().gossip_rejected > 0
+        }
+    })
+    .await;
+    assert!(a.gossip_from(&b.peer_id()).is_empty(), "a forgery was delivered");
+}
+
+#[tokio::test]
 async fn gossip_published_by_one_reaches_the_others() {
     let a = AgentSpec::new("node-a").start().await;
     let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
@@ -251,5 +309,4 @@ async fn a_cluster_key_file_round_trips_and_a_bad_one_is_a_clear_error() {
     std::fs::write(&path, "/key/swarm/psk/1.0.0/\n/base16/\nabc\n").expect("write");
     let err = agent_mesh::read_cluster_key(&path).expect_err("short key");
     assert!(matches!(err, MeshError::BadClusterKey { .. }), "{err}");
-    let _ = Duration::ZERO;
 }

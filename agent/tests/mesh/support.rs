@@ -36,6 +36,8 @@ pub struct Agent {
     pub handle: MeshHandle,
     pub seen: Arc<Mutex<Seen>>,
     pub dir: TempDir,
+    /// Events of an agent whose daemon never reads them (see [`AgentSpec::start_asleep`]).
+    pub unread_events: Option<tokio::sync::mpsc::Receiver<MeshEvent>>,
 }
 
 /// How to start a test agent.
@@ -44,6 +46,7 @@ pub struct AgentSpec {
     pub join: Vec<Multiaddr>,
     pub cluster_key: Option<PreSharedKey>,
     pub dir: Option<TempDir>,
+    pub event_capacity: usize,
 }
 
 impl AgentSpec {
@@ -53,7 +56,13 @@ impl AgentSpec {
             join: Vec::new(),
             cluster_key: None,
             dir: None,
+            event_capacity: 1024,
         }
+    }
+
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
+        self
     }
 
     pub fn join(mut self, addr: Multiaddr) -> Self {
@@ -71,7 +80,16 @@ impl AgentSpec {
         self
     }
 
+    /// Starts the agent with a daemon that records events and answers requests.
     pub async fn start(self) -> Agent {
+        let mut agent = self.start_asleep().await;
+        let events = agent.unread_events.take().expect("events");
+        tokio::spawn(run_daemon(agent.name.clone(), events, agent.seen.clone()));
+        agent
+    }
+
+    /// Starts the agent with a daemon that never reads its events.
+    pub async fn start_asleep(self) -> Agent {
         let dir = match self.dir {
             Some(dir) => dir,
             None => TempDir::new().expect("temp dir"),
@@ -84,14 +102,14 @@ impl AgentSpec {
         config.mdns = false;
         config.request_timeout = Duration::from_secs(10);
         config.rejoin_interval = Duration::from_millis(200);
+        config.event_capacity = self.event_capacity;
         let (handle, events) = mesh::spawn(config).await.expect("mesh starts");
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        tokio::spawn(run_daemon(self.name.to_owned(), events, seen.clone()));
         Agent {
             name: self.name.to_owned(),
             handle,
-            seen,
+            seen: Arc::new(Mutex::new(Seen::default())),
             dir,
+            unread_events: Some(events),
         }
     }
 }
