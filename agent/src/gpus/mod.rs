@@ -216,6 +216,12 @@ mod tests {
     }
 
     #[test]
+    fn the_inventory_can_move_into_a_task() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<GpuInventory>();
+    }
+
+    #[test]
     fn none_means_no_gpus_and_no_complaint() {
         let inventory = GpuInventory::discover(&GpuSpec::None);
         assert!(inventory.gpus().is_empty());

@@ -24,12 +24,13 @@
 //!
 //! One checker serves both formats: the text becomes a small tree of located values
 //! (`tree`, built by `toml_source` or `json_source`), each table is read into a typed
-//! template (`template`, with `fields`), and templates are expanded into jobs (`expand`).
+//! template (`template`, with `fields` and `nested`), and templates are expanded into jobs (`expand`).
 
 mod expand;
 mod fields;
 mod json_source;
 mod names;
+mod nested;
 mod problem;
 mod template;
 mod toml_source;
@@ -151,7 +152,10 @@ fn tables<'n>(root: &'n Node, problems: &mut Problems) -> Vec<(TableKind, String
                 );
             }
             _ => {
-                let why = format!("must be a list of tables: write [[{key}]], not [{key}]");
+                let why = match node.line {
+                    Some(_) => format!("must be a list of tables: write [[{key}]], not [{key}]"),
+                    None => format!("must be a list of objects: \"{key}\": [{{...}}, ...]"),
+                };
                 problems.push(node.line, key.clone(), None, why);
             }
         }
