@@ -30,6 +30,7 @@
   function renderPlan(ctx) {
     const wrap = $("gantt");
     $("plan-summary").innerHTML = S.views.planSummary(state.plan, ctx.nowMs);
+    $("plan-legend").hidden = !state.plan;
     if (!state.plan) {
       gantt = null;
       const text = state.status ? "No plan yet: the leader makes one once jobs are profiled." : "Waiting for the agent…";

@@ -33,7 +33,7 @@
    * Returns SVG markup.
    */
   S.lineChart = function (name, points, width) {
-    const clean = thin(points.filter((p) => Array.isArray(p) && isFinite(p[0]) && isFinite(p[1])), 800);
+    const clean = thin(points.filter((p) => Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1])), 800);
     const W = Math.max(240, width), H = 170, L = 52, R = 14, T = 12, B = 26;
     if (clean.length === 0) return "";
     const xs = clean.map((p) => p[0]), ys = clean.map((p) => p[1]);
@@ -92,9 +92,9 @@
     const rowH = rows.length > 32 ? 12 : rows.length > 16 ? 16 : 20;
     const L = 118, R = 16, T = 36, B = 8;
     const W = Math.max(480, Math.floor(ctx.width)), H = T + rows.length * rowH + B;
-    const asgs = (plan.assignments || []).filter((a) => isFinite(a.start_s) && isFinite(a.end_s));
+    const asgs = (plan.assignments || []).filter((a) => Number.isFinite(a.start_s) && Number.isFinite(a.end_s));
     const ends = asgs.map((a) => a.end_s);
-    const makespan = isFinite(plan.makespan_s) ? plan.makespan_s : Math.max(0, ...ends);
+    const makespan = Number.isFinite(plan.makespan_s) ? plan.makespan_s : Math.max(0, ...ends);
     const t0 = Math.min(0, ...asgs.map((a) => a.start_s));
     let t1 = Math.max(makespan, ...ends, 1);
     // A plan older than its own makespan: stretch the axis to now, in whole minutes so

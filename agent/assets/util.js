@@ -12,7 +12,7 @@
 
   /** "1h 02m", "4m 05s", "12s": a duration in seconds for people. */
   S.fmtDuration = function (seconds) {
-    if (seconds == null || !isFinite(seconds)) return "—";
+    if (seconds == null || !Number.isFinite(seconds)) return "—";
     const s = Math.max(0, Math.round(seconds));
     const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
     const m = Math.floor((s % 3600) / 60), sec = s % 60;
@@ -37,7 +37,7 @@
 
   /** Four significant digits, no exponent for ordinary loss/accuracy values. */
   S.fmtNumber = function (v) {
-    if (typeof v !== "number" || !isFinite(v)) return S.esc(v);
+    if (typeof v !== "number" || !Number.isFinite(v)) return S.esc(v);
     const a = Math.abs(v);
     if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
     return String(Number(v.toPrecision(4)));

@@ -15,7 +15,7 @@
 
   /** Seconds left for a job: the agent's eta_s, else the plan's end for it. */
   S.etaSeconds = function (job, ctx) {
-    if (job.eta_s != null && isFinite(job.eta_s)) return { s: job.eta_s, planned: false };
+    if (job.eta_s != null && Number.isFinite(job.eta_s)) return { s: job.eta_s, planned: false };
     const asg = ctx.planByJob.get(job.id);
     if (asg && ACTIVE.has(job.state) && ctx.nowS != null) {
       return { s: Math.max(0, asg.end_s - ctx.nowS), planned: true };
@@ -35,7 +35,7 @@
   views.header = function (state) {
     const st = state.status;
     const name = (st && (st.cluster || st.cluster_name)) || location.host || "local";
-    $("cluster-name").textContent = name;
+    $("cluster-name").textContent = st && st.answered_by ? `${name} · via ${st.answered_by}` : name;
     document.title = `Saturn · ${name}`;
     const items = [];
     if (st) {
@@ -74,8 +74,8 @@
 
   function gpuTile(gpu, ctx, showModel) {
     const job = gpu.busy_job ? ctx.jobsById.get(gpu.busy_job) : null;
-    const util = isFinite(gpu.utilization_pct) ? Math.round(gpu.utilization_pct) : null;
-    const mem = isFinite(gpu.memory_mib) ? `${Math.round(gpu.memory_mib / 1024)} GiB` : "";
+    const util = Number.isFinite(gpu.utilization_pct) ? Math.round(gpu.utilization_pct) : null;
+    const mem = Number.isFinite(gpu.memory_mib) ? `${Math.round(gpu.memory_mib / 1024)} GiB` : "";
     const jobName = gpu.busy_job ? (job && job.name) || gpu.busy_job : "idle";
     const title = `GPU ${gpu.index}: ${gpu.model || "?"} ${mem}` +
       (gpu.busy_job ? ` — ${jobName} (${gpu.busy_job})` : " — idle") + (util != null ? ` — ${util}% utilised` : "");
@@ -132,15 +132,15 @@
     const parts = [];
     const x = plan.makespan_s, y = plan.baseline_makespan_s;
     let head = `predicted makespan <strong>${S.fmtDuration(x)}</strong>`;
-    if (isFinite(y) && y > 0) {
+    if (Number.isFinite(y) && y > 0) {
       const gain = ((y - x) / y) * 100;
       const sign = gain >= 0 ? "−" : "+";
       head += ` vs max-heuristic <strong>${S.fmtDuration(y)}</strong> ` +
         `<span class="${gain >= 0 ? "gain" : "loss"}">(${sign}${Math.abs(gain).toFixed(1)}%)</span>`;
     }
     parts.push(head);
-    if (isFinite(plan.lower_bound_s)) parts.push(`lower bound ${S.fmtDuration(plan.lower_bound_s)}`);
-    if (plan.solver) parts.push(`${esc(plan.solver)}${isFinite(plan.solve_ms) ? ` in ${plan.solve_ms} ms` : ""}`);
+    if (Number.isFinite(plan.lower_bound_s)) parts.push(`lower bound ${S.fmtDuration(plan.lower_bound_s)}`);
+    if (plan.solver) parts.push(`${esc(plan.solver)}${Number.isFinite(plan.solve_ms) ? ` in ${plan.solve_ms} ms` : ""}`);
     if (plan.epoch != null) parts.push(`epoch ${esc(plan.epoch)}`);
     const made = plan.made_at_ms ?? plan.made_at;
     if (made != null) parts.push(`<span title="${esc(S.fmtTime(made))}">made ${S.fmtAgo(made, nowMs)}</span>`);
@@ -179,7 +179,7 @@
       const restarts = j.restarts ? ` <span class="muted" title="restarts">↻${esc(j.restarts)}</span>` : "";
       const html =
         `<td>${badge(j.state)}</td>` +
-        `<td class="name">${swatch(j.id)}<span class="job-name">${esc(j.name || j.id)}</span><span class="job-id">${esc(j.id)}</span></td>` +
+        `<td><div class="name">${swatch(j.id)}<span class="job-name">${esc(j.name || j.id)}</span><span class="job-id">${esc(j.id)}</span></div></td>` +
         `<td>${esc(j.technique || "—")}</td>` +
         `<td class="num">${S.gpuCount(j.placement) || "—"}</td>` +
         `<td class="mono">${esc(S.fmtPlacement(j.placement)) || "—"}</td>` +

@@ -13,7 +13,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 deploy=$(dirname "$here")
-real_bin=${1:-}
+real_bin=${1:+$(cd "$1" && pwd)}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/saturn-deploy-test.XXXXXX")
 failures=0
 
