@@ -23,6 +23,10 @@ gpus = 4
 profile_group = "vit-{bs}"
 "#;
 
+const VALID_JSON: &str = r#"{"job": [{"name": "gpt2", "command": ["python3", "train.py"], "steps": 20000,
+  "gpus": [1, 8], "profile": {"ddp": {"2": 0.41}}}],
+ "sweep": [{"name": "vit-bs{bs}", "command": ["x", "{bs}"], "grid": {"bs": [64, 128]}, "steps": 10}]}"#;
+
 /// One edit of a text: a character position (as a fraction of the length) and what to do.
 #[derive(Debug, Clone)]
 enum Edit {
@@ -94,10 +98,20 @@ proptest! {
             prop_assert!(errors.lines().iter().all(|l| l.starts_with("fuzz.toml")));
         }
     }
+
+    #[test]
+    fn mutated_valid_json_never_panics(edits in proptest::collection::vec(edit(), 1..6)) {
+        let text = edits.iter().fold(VALID_JSON.to_string(), |text, e| apply(&text, e));
+        if let Err(errors) = parse_job_json(&text, "/") {
+            prop_assert!(!errors.problems.is_empty());
+        }
+    }
 }
 
 #[test]
-fn the_unmutated_file_is_valid() {
-    let jobs = parse_job_file(VALID, "fuzz.toml", "/").expect("the fuzzing seed must be valid");
+fn the_unmutated_seeds_are_valid() {
+    let jobs = parse_job_file(VALID, "fuzz.toml", "/").expect("the TOML seed must be valid");
     assert_eq!(jobs.len(), 5);
+    let jobs = parse_job_json(VALID_JSON, "/").expect("the JSON seed must be valid");
+    assert_eq!(jobs.len(), 3);
 }
