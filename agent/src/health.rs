@@ -95,7 +95,9 @@ impl ArrivalWindow {
     }
 
     fn phi(&self, now: Instant, config: &FailureDetectorConfig) -> f64 {
-        let elapsed = now.saturating_duration_since(self.last_heartbeat).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.last_heartbeat)
+            .as_secs_f64();
         let mean = self.mean_secs(config);
         if mean <= 0.0 {
             return f64::INFINITY;
@@ -197,7 +199,13 @@ mod tests {
     }
 
     /// Feeds `count` heartbeats `every` apart starting at `start`; returns the last arrival.
-    fn beat(fd: &mut FailureDetector<&'static str>, peer: &'static str, start: Instant, every: Duration, count: u32) -> Instant {
+    fn beat(
+        fd: &mut FailureDetector<&'static str>,
+        peer: &'static str,
+        start: Instant,
+        every: Duration,
+        count: u32,
+    ) -> Instant {
         let mut at = start;
         for i in 0..count {
             at = start + every * i;
@@ -221,7 +229,10 @@ mod tests {
         let t0 = Instant::now();
         let last = beat(&mut fd, "a", t0, ms(500), 40);
         assert!(fd.is_alive(&"a", last + ms(500)));
-        assert!(fd.is_alive(&"a", last + ms(3000)), "a few missed beats are tolerated");
+        assert!(
+            fd.is_alive(&"a", last + ms(3000)),
+            "a few missed beats are tolerated"
+        );
         // phi = t / (0.5 s * ln 10) reaches 8 at about 9.2 s of silence.
         assert!(!fd.is_alive(&"a", last + ms(9500)));
         assert_eq!(fd.dead_peers(last + ms(9500)), vec!["a"]);
@@ -236,7 +247,10 @@ mod tests {
             .iter()
             .map(|&silence| fd.phi(&"a", last + ms(silence)).unwrap_or(f64::NAN))
             .collect();
-        assert!(phis.windows(2).all(|w| w[0] < w[1]), "phi not increasing: {phis:?}");
+        assert!(
+            phis.windows(2).all(|w| w[0] < w[1]),
+            "phi not increasing: {phis:?}"
+        );
         assert_eq!(phis[0], 0.0);
     }
 
@@ -248,8 +262,13 @@ mod tests {
         let slow_last = beat(&mut fd, "slow", t0, ms(1000), 200);
         let silence = ms(3000);
         let fast = fd.phi(&"fast", fast_last + silence).unwrap_or(0.0);
-        let slow = fd.phi(&"slow", slow_last + silence).unwrap_or(f64::INFINITY);
-        assert!(fast > slow, "fast {fast} should be more suspicious than slow {slow}");
+        let slow = fd
+            .phi(&"slow", slow_last + silence)
+            .unwrap_or(f64::INFINITY);
+        assert!(
+            fast > slow,
+            "fast {fast} should be more suspicious than slow {slow}"
+        );
         assert!(!fd.is_alive(&"fast", fast_last + silence));
         assert!(fd.is_alive(&"slow", slow_last + silence));
     }
@@ -283,7 +302,10 @@ mod tests {
         let back = last + Duration::from_secs(60);
         fd.report_heartbeat(&"a", back);
         assert!(fd.is_alive(&"a", back + ms(1000)));
-        assert!(!fd.is_alive(&"a", back + ms(10_000)), "the 60 s gap must not inflate the mean");
+        assert!(
+            !fd.is_alive(&"a", back + ms(10_000)),
+            "the 60 s gap must not inflate the mean"
+        );
     }
 
     #[test]

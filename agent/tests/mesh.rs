@@ -58,7 +58,8 @@ async fn gossip_until_received(from: &Agent, to: &[&Agent]) {
         async move {
             // Fails until some peer has subscribed; that is what we wait for.
             let _ = from.handle.publish(gossip).await;
-            to.iter().all(|agent| !agent.gossip_from(&from.peer_id()).is_empty())
+            to.iter()
+                .all(|agent| !agent.gossip_from(&from.peer_id()).is_empty())
         }
     })
     .await;
@@ -90,7 +91,10 @@ async fn three_agents_joined_through_one_address_identify_each_other() {
 async fn requests_round_trip_both_ways_including_a_10_mib_body() {
     let a = AgentSpec::new("node-a").start().await;
     let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
-    eventually("b identified a", || async { b.name_of(&a.peer_id()).is_some() }).await;
+    eventually("b identified a", || async {
+        b.name_of(&a.peer_id()).is_some()
+    })
+    .await;
 
     assert_eq!(ask_name(&b, &a).await.expect("b asks a"), "node-a");
     assert_eq!(ask_name(&a, &b).await.expect("a asks b"), "node-b");
@@ -100,8 +104,15 @@ async fn requests_round_trip_both_ways_including_a_10_mib_body() {
         channel: Channel::Raft,
         body: body.clone(),
     };
-    let echoed = a.handle.request(b.peer_id(), request).await.expect("10 MiB round trip");
-    assert!(echoed == MeshResponse::Ok(body), "the 10 MiB body came back altered");
+    let echoed = a
+        .handle
+        .request(b.peer_id(), request)
+        .await
+        .expect("10 MiB round trip");
+    assert!(
+        echoed == MeshResponse::Ok(body),
+        "the 10 MiB body came back altered"
+    );
 }
 
 #[tokio::test]
@@ -112,7 +123,11 @@ async fn a_request_the_daemon_drops_is_answered_with_an_error() {
         channel: Channel::Logs,
         body: b"j-000001".to_vec(),
     };
-    let answer = b.handle.request(a.peer_id(), logs).await.expect("an answer");
+    let answer = b
+        .handle
+        .request(a.peer_id(), logs)
+        .await
+        .expect("an answer");
     assert!(matches!(answer, MeshResponse::Err(_)), "got {answer:?}");
     // The mesh is unharmed.
     assert_eq!(ask_name(&b, &a).await.expect("b asks a"), "node-a");
@@ -121,16 +136,29 @@ async fn a_request_the_daemon_drops_is_answered_with_an_error() {
 #[tokio::test]
 async fn a_request_to_an_unreachable_peer_fails_instead_of_hanging() {
     let a = AgentSpec::new("node-a").start().await;
-    let nowhere = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
-    let err = a.handle.request(nowhere, control()).await.expect_err("no address known");
+    let nowhere = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    let err = a
+        .handle
+        .request(nowhere, control())
+        .await
+        .expect_err("no address known");
     assert!(matches!(err, MeshError::RequestFailed { .. }), "{err}");
 }
 
 #[tokio::test]
 async fn a_daemon_that_stops_reading_events_does_not_stall_the_mesh() {
     let a = AgentSpec::new("node-a").start().await;
-    let asleep = AgentSpec::new("asleep").event_capacity(2).join(a.addr().await).start_asleep().await;
-    eventually("a identified the sleeper", || async { a.name_of(&asleep.peer_id()).is_some() }).await;
+    let asleep = AgentSpec::new("asleep")
+        .event_capacity(2)
+        .join(a.addr().await)
+        .start_asleep()
+        .await;
+    eventually("a identified the sleeper", || async {
+        a.name_of(&asleep.peer_id()).is_some()
+    })
+    .await;
 
     let mut seq = 0;
     eventually("the sleeper dropped gossip it could not deliver", || {
@@ -145,7 +173,10 @@ async fn a_daemon_that_stops_reading_events_does_not_stall_the_mesh() {
     })
     .await;
     // Its swarm still runs: it answers commands and its own requests go through.
-    assert_eq!(ask_name(&asleep, &a).await.expect("sleeper asks a"), "node-a");
+    assert_eq!(
+        ask_name(&asleep, &a).await.expect("sleeper asks a"),
+        "node-a"
+    );
     // Requests to it wait for a daemon that never answers: the asker times out.
     let err = a
         .handle
@@ -159,12 +190,17 @@ async fn a_daemon_that_stops_reading_events_does_not_stall_the_mesh() {
 async fn forged_heartbeats_are_rejected_not_delivered() {
     let a = AgentSpec::new("node-a").start().await;
     let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
-    eventually("a identified b", || async { a.name_of(&b.peer_id()).is_some() }).await;
+    eventually("a identified b", || async {
+        a.name_of(&b.peer_id()).is_some()
+    })
+    .await;
     let mut seq = 0;
     eventually("a rejected b's heartbeat in a's name", || {
         seq += 1;
         // Signed by b, claiming to be a.
-        let Gossip::Heartbeat(mut forged) = heartbeat(&b, seq) else { unreachable!() };
+        let Gossip::Heartbeat(mut forged) = heartbeat(&b, seq) else {
+            unreachable!()
+        };
         forged.peer_id = a.peer_id().to_string();
         let (a, b) = (&a, &b);
         async move {
@@ -173,7 +209,10 @@ async fn forged_heartbeats_are_rejected_not_delivered() {
         }
     })
     .await;
-    assert!(a.gossip_from(&b.peer_id()).is_empty(), "a forgery was delivered");
+    assert!(
+        a.gossip_from(&b.peer_id()).is_empty(),
+        "a forgery was delivered"
+    );
 }
 
 #[tokio::test]
@@ -193,15 +232,30 @@ async fn gossip_published_by_one_reaches_the_others() {
 async fn only_agents_with_the_cluster_key_can_connect_and_hear_gossip() {
     let key = generate_cluster_key();
     let a = AgentSpec::new("node-a").key(key).start().await;
-    let b = AgentSpec::new("node-b").key(key).join(a.addr().await).start().await;
-    let stranger = AgentSpec::new("stranger").key(generate_cluster_key()).join(a.addr().await).start().await;
+    let b = AgentSpec::new("node-b")
+        .key(key)
+        .join(a.addr().await)
+        .start()
+        .await;
+    let stranger = AgentSpec::new("stranger")
+        .key(generate_cluster_key())
+        .join(a.addr().await)
+        .start()
+        .await;
     let open = AgentSpec::new("open").join(a.addr().await).start().await;
 
-    eventually("b identified a", || async { b.name_of(&a.peer_id()).is_some() }).await;
+    eventually("b identified a", || async {
+        b.name_of(&a.peer_id()).is_some()
+    })
+    .await;
     assert_eq!(ask_name(&b, &a).await.expect("same key"), "node-a");
 
     for outsider in [&stranger, &open] {
-        outsider.handle.add_address(a.peer_id(), a.tcp_addr().await).await.expect("add address");
+        outsider
+            .handle
+            .add_address(a.peer_id(), a.tcp_addr().await)
+            .await
+            .expect("add address");
         let refused = outsider.handle.request(a.peer_id(), control()).await;
         assert!(
             matches!(refused, Err(MeshError::RequestFailed { .. })),
@@ -227,12 +281,18 @@ async fn garbage_on_the_mesh_port_neither_crashes_nor_wedges_the_agent() {
         }
         let a = spec.start().await;
         let port = a.port().await;
-        let mut random = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let mut random = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
         let noise: Vec<u8> = (0..64 * 1024).map(|_| rand::random::<u8>()).collect();
         let _ = random.write_all(&noise).await;
         // A length prefix claiming 4 GiB, then silence with the connection held open.
-        let mut liar = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        let _ = liar.write_all(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]).await;
+        let mut liar = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let _ = liar
+            .write_all(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f])
+            .await;
 
         let mut b = AgentSpec::new("node-b").join(a.addr().await);
         if let Some(key) = key {
@@ -259,9 +319,15 @@ async fn malformed_requests_from_an_authenticated_peer_are_dropped_and_the_peer_
     for frame in frames {
         // A fresh peer each time: the agent hangs up on the previous one.
         let mut hostile = RawPeer::new();
-        assert!(!hostile.send_raw(a.peer_id(), addr.clone(), frame).await, "garbage was answered");
+        assert!(
+            !hostile.send_raw(a.peer_id(), addr.clone(), frame).await,
+            "garbage was answered"
+        );
     }
-    eventually("a counted the bad requests", || async { a.handle.stats().bad_requests >= 3 }).await;
+    eventually("a counted the bad requests", || async {
+        a.handle.stats().bad_requests >= 3
+    })
+    .await;
 
     let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
     assert_eq!(ask_name(&b, &a).await.expect("a still serves"), "node-a");
@@ -272,7 +338,10 @@ async fn a_persisted_key_keeps_the_peer_id_across_restarts() {
     let first = AgentSpec::new("node-a").start().await;
     let peer_id = first.peer_id();
     first.handle.shutdown().await;
-    assert!(matches!(first.handle.peers().await, Err(MeshError::Shutdown)));
+    assert!(matches!(
+        first.handle.peers().await,
+        Err(MeshError::Shutdown)
+    ));
     let restarted = AgentSpec::new("node-a").dir(first.dir).start().await;
     assert_eq!(restarted.peer_id(), peer_id);
 
@@ -280,7 +349,10 @@ async fn a_persisted_key_keeps_the_peer_id_across_restarts() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file).expect("key file").permissions().mode();
+        let mode = std::fs::metadata(&key_file)
+            .expect("key file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "node key must be private");
     }
     std::fs::write(&key_file, b"not a key").expect("corrupt the key");
@@ -291,9 +363,18 @@ async fn a_persisted_key_keeps_the_peer_id_across_restarts() {
 #[tokio::test]
 async fn a_join_address_without_a_peer_id_works() {
     let a = AgentSpec::new("node-a").start().await;
-    let b = AgentSpec::new("node-b").join(a.tcp_addr().await).start().await;
-    eventually("b identified a", || async { b.name_of(&a.peer_id()).as_deref() == Some("node-a") }).await;
-    eventually("a identified b", || async { a.name_of(&b.peer_id()).as_deref() == Some("node-b") }).await;
+    let b = AgentSpec::new("node-b")
+        .join(a.tcp_addr().await)
+        .start()
+        .await;
+    eventually("b identified a", || async {
+        b.name_of(&a.peer_id()).as_deref() == Some("node-a")
+    })
+    .await;
+    eventually("a identified b", || async {
+        a.name_of(&b.peer_id()).as_deref() == Some("node-b")
+    })
+    .await;
 }
 
 #[tokio::test]

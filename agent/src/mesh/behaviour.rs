@@ -102,8 +102,9 @@ fn gossipsub(keypair: &Keypair) -> Result<gossipsub::Behaviour, MeshError> {
         .validate_messages()
         .build()
         .map_err(|err| MeshError::Build(format!("gossipsub config: {err}")))?;
-    let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Signed(keypair.clone()), config)
-        .map_err(|err| MeshError::Build(format!("gossipsub: {err}")))?;
+    let mut behaviour =
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(keypair.clone()), config)
+            .map_err(|err| MeshError::Build(format!("gossipsub: {err}")))?;
     behaviour
         .with_peer_score(score_params(), PeerScoreThresholds::default())
         .map_err(|err| MeshError::Build(format!("gossipsub scoring: {err}")))?;
@@ -130,7 +131,9 @@ fn score_params() -> PeerScoreParams {
         ip_colocation_factor_weight: 0.0,
         ..PeerScoreParams::default()
     };
-    params.topics.insert(IdentTopic::new(GOSSIP_TOPIC).hash(), topic);
+    params
+        .topics
+        .insert(IdentTopic::new(GOSSIP_TOPIC).hash(), topic);
     params
 }
 
@@ -143,4 +146,17 @@ pub fn agent_version(name: &str) -> String {
 pub fn agent_name(agent_version: &str) -> Option<&str> {
     let (prefix, name) = agent_version.split_once(' ')?;
     (prefix.starts_with("saturn-agent/") && !name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_name_survives_identify_and_strangers_have_none() {
+        assert_eq!(agent_name(&agent_version("node a")), Some("node a"));
+        assert_eq!(agent_name("rust-libp2p/0.57.0"), None);
+        assert_eq!(agent_name("kubo/0.30 node-a"), None);
+        assert_eq!(agent_name("saturn-agent/0.1.0 "), None);
+    }
 }

@@ -116,7 +116,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<Vec<u8>>
     if buf.len() != len {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("frame announced {len} bytes, stream ended after {}", buf.len()),
+            format!(
+                "frame announced {len} bytes, stream ended after {}",
+                buf.len()
+            ),
         ));
     }
     Ok(buf)
@@ -152,7 +155,9 @@ impl libp2p::request_response::Codec for MeshCodec {
         };
         match decoded {
             Ok(request) => Ok(WireRequest::Valid(request)),
-            Err(err) if err.kind() == io::ErrorKind::InvalidData => Ok(WireRequest::Malformed(err.to_string())),
+            Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                Ok(WireRequest::Malformed(err.to_string()))
+            }
             // Truncation, resets: the stream broke, which says nothing about the peer.
             Err(err) => Err(err),
         }
@@ -165,17 +170,29 @@ impl libp2p::request_response::Codec for MeshCodec {
         decode(&read_frame(io).await?)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: WireRequest) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: WireRequest,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
         match req {
             WireRequest::Valid(request) => write_frame(io, &encode(&request)?).await,
-            WireRequest::Malformed(reason) => Err(io::Error::new(io::ErrorKind::InvalidInput, reason)),
+            WireRequest::Malformed(reason) => {
+                Err(io::Error::new(io::ErrorKind::InvalidInput, reason))
+            }
         }
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: MeshResponse) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: MeshResponse,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -243,10 +260,14 @@ mod tests {
         };
         let mut wire = Vec::new();
         block_on(write_frame(&mut wire, &encode(&request).expect("encodes"))).expect("writes");
-        let back: MeshRequest = decode(&block_on(read_frame(&mut Cursor::new(wire))).expect("reads")).expect("decodes");
+        let back: MeshRequest =
+            decode(&block_on(read_frame(&mut Cursor::new(wire))).expect("reads")).expect("decodes");
         assert_eq!(back, request);
 
-        for response in [MeshResponse::Ok(vec![1, 2, 3]), MeshResponse::Err("no".into())] {
+        for response in [
+            MeshResponse::Ok(vec![1, 2, 3]),
+            MeshResponse::Err("no".into()),
+        ] {
             let bytes = encode(&response).expect("encodes");
             assert_eq!(decode::<MeshResponse>(&bytes).expect("decodes"), response);
         }
@@ -281,14 +302,21 @@ mod tests {
     #[test]
     fn the_codec_hands_malformed_frames_over_instead_of_failing_the_stream() {
         use libp2p::request_response::Codec;
-        let read = |wire: Vec<u8>| block_on(MeshCodec.read_request(&RPC_PROTOCOL, &mut Cursor::new(wire)));
+        let read =
+            |wire: Vec<u8>| block_on(MeshCodec.read_request(&RPC_PROTOCOL, &mut Cursor::new(wire)));
         let oversized = u32::MAX.to_be_bytes().to_vec();
         assert!(matches!(read(oversized), Ok(WireRequest::Malformed(_))));
-        assert!(matches!(read(vec![0, 0, 0, 2, 9, 0]), Ok(WireRequest::Malformed(_))));
+        assert!(matches!(
+            read(vec![0, 0, 0, 2, 9, 0]),
+            Ok(WireRequest::Malformed(_))
+        ));
         // A stream that breaks off is an I/O error, not evidence against the peer.
         assert!(read(vec![0, 0, 0, 20, 1]).is_err());
         let mut valid = Vec::new();
-        let request = MeshRequest { channel: Channel::Control, body: b"hi".to_vec() };
+        let request = MeshRequest {
+            channel: Channel::Control,
+            body: b"hi".to_vec(),
+        };
         block_on(write_frame(&mut valid, &encode(&request).expect("encodes"))).expect("writes");
         assert_eq!(read(valid).expect("reads"), WireRequest::Valid(request));
     }

@@ -60,7 +60,10 @@ impl std::fmt::Debug for MeshConfig {
             .field("peer_id", &self.keypair.public().to_peer_id())
             .field("listen", &self.listen)
             .field("join", &self.join)
-            .field("cluster_key", &self.cluster_key.map(|key| key.fingerprint().to_string()))
+            .field(
+                "cluster_key",
+                &self.cluster_key.map(|key| key.fingerprint().to_string()),
+            )
             .field("mdns", &self.mdns)
             .field("request_timeout", &self.request_timeout)
             .field("event_capacity", &self.event_capacity)
@@ -71,6 +74,8 @@ impl std::fmt::Debug for MeshConfig {
 /// `/ip4/0.0.0.0/tcp/7946`, the spec's default `--listen`.
 pub fn default_listen_addr() -> Multiaddr {
     Multiaddr::empty()
-        .with(libp2p::multiaddr::Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED))
+        .with(libp2p::multiaddr::Protocol::Ip4(
+            std::net::Ipv4Addr::UNSPECIFIED,
+        ))
         .with(libp2p::multiaddr::Protocol::Tcp(7946))
 }

@@ -49,7 +49,11 @@ pub struct InboundRequest {
 }
 
 impl InboundRequest {
-    pub(crate) fn new(peer: PeerId, request: MeshRequest, reply: oneshot::Sender<MeshResponse>) -> Self {
+    pub(crate) fn new(
+        peer: PeerId,
+        request: MeshRequest,
+        reply: oneshot::Sender<MeshResponse>,
+    ) -> Self {
         Self {
             peer,
             request,

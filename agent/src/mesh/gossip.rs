@@ -158,8 +158,12 @@ mod tests {
 
     #[test]
     fn a_newer_kind_is_unknown_not_malformed() {
-        let bytes = bincode::serde::encode_to_vec((7u32, "future"), wire_config()).expect("encodes");
-        assert_eq!(Gossip::decode(&bytes), Err(GossipDecodeError::UnknownKind(7)));
+        let bytes =
+            bincode::serde::encode_to_vec((7u32, "future"), wire_config()).expect("encodes");
+        assert_eq!(
+            Gossip::decode(&bytes),
+            Err(GossipDecodeError::UnknownKind(7))
+        );
     }
 
     #[test]
@@ -171,9 +175,15 @@ mod tests {
         ));
         // Variant 0, then a name claiming 2^40 bytes: must fail without allocating them.
         let huge = [0u8, 253, 0, 0, 0, 0, 0, 1, 0, 0];
-        assert!(matches!(Gossip::decode(&huge), Err(GossipDecodeError::Malformed(_))));
+        assert!(matches!(
+            Gossip::decode(&huge),
+            Err(GossipDecodeError::Malformed(_))
+        ));
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert!(matches!(Gossip::decode(&trailing), Err(GossipDecodeError::Malformed(_))));
+        assert!(matches!(
+            Gossip::decode(&trailing),
+            Err(GossipDecodeError::Malformed(_))
+        ));
     }
 }

@@ -96,8 +96,13 @@ impl MeshHandle {
     /// Sends `request` to `peer` and waits for the answer, at most the configured
     /// request timeout. Dials the peer if needed (addresses from identify, kad, mDNS or
     /// [`Self::add_address`]).
-    pub async fn request(&self, peer: PeerId, request: MeshRequest) -> Result<MeshResponse, MeshError> {
-        self.request_with_timeout(peer, request, self.request_timeout).await
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: MeshRequest,
+    ) -> Result<MeshResponse, MeshError> {
+        self.request_with_timeout(peer, request, self.request_timeout)
+            .await
     }
 
     /// [`Self::request`] with its own timeout (capped by the configured one, which bounds
@@ -110,12 +115,21 @@ impl MeshHandle {
     ) -> Result<MeshResponse, MeshError> {
         let size = request.body.len();
         if size + ENVELOPE_OVERHEAD > MAX_RPC_BYTES {
-            return Err(MeshError::TooLarge { size, limit: MAX_RPC_BYTES - ENVELOPE_OVERHEAD });
+            return Err(MeshError::TooLarge {
+                size,
+                limit: MAX_RPC_BYTES - ENVELOPE_OVERHEAD,
+            });
         }
-        let answer = self.ask(|reply| Command::Request { peer, request, reply });
+        let answer = self.ask(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        });
         match tokio::time::timeout(timeout, answer).await {
             Ok(result) => result?,
-            Err(_) => Err(MeshError::Timeout { peer: peer.to_string() }),
+            Err(_) => Err(MeshError::Timeout {
+                peer: peer.to_string(),
+            }),
         }
     }
 
@@ -166,7 +180,10 @@ impl MeshHandle {
         let _ = self.ask(|done| Command::Shutdown { done }).await;
     }
 
-    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, MeshError> {
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MeshError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(command(reply))

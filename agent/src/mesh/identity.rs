@@ -52,7 +52,11 @@ pub fn write_keypair(path: &Path, keypair: &Keypair) -> Result<(), MeshError> {
 
 /// Writes a secret to `path` readable only by its owner, atomically: a crash leaves either
 /// the old file or the whole new one, never half a key.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8], what: &'static str) -> Result<(), MeshError> {
+pub(crate) fn write_private_file(
+    path: &Path,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<(), MeshError> {
     let io_err = |path: &Path, source| MeshError::KeyFileIo {
         what,
         path: path.to_owned(),

@@ -58,7 +58,7 @@ pub use codec::{Channel, MeshRequest, MeshResponse, MAX_RPC_BYTES};
 pub use config::MeshConfig;
 pub use error::MeshError;
 pub use event::{InboundRequest, MeshEvent, PeerInfo, Responder};
-pub use gossip::{GpuLoad, Gossip, Heartbeat, ProfileNews, GOSSIP_TOPIC, MAX_GOSSIP_BYTES};
+pub use gossip::{Gossip, GpuLoad, Heartbeat, ProfileNews, GOSSIP_TOPIC, MAX_GOSSIP_BYTES};
 pub use handle::{MeshHandle, MeshStats};
 pub use identity::load_or_create_keypair;
 pub use libp2p::{Multiaddr, PeerId};
@@ -76,7 +76,9 @@ const COMMAND_CAPACITY: usize = 256;
 /// Starts the mesh: builds the swarm, listens (waiting until every listen address is
 /// bound, so that [`MeshHandle::listen_addrs`] is complete), dials the join addresses and
 /// spawns the task that owns the swarm. Must be called inside a tokio runtime.
-pub async fn spawn(config: MeshConfig) -> Result<(MeshHandle, mpsc::Receiver<MeshEvent>), MeshError> {
+pub async fn spawn(
+    config: MeshConfig,
+) -> Result<(MeshHandle, mpsc::Receiver<MeshEvent>), MeshError> {
     let mut swarm = build_swarm(&config)?;
     listen(&mut swarm, &config).await?;
     let (commands_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
@@ -125,7 +127,9 @@ fn build_swarm(config: &MeshConfig) -> Result<Swarm<MeshBehaviour>, MeshError> {
         .map_err(|never| match never {})?
         // Agents keep their links: a cluster is a handful of hosts, and Raft and gossip
         // want them open; dead links are found by ping.
-        .with_swarm_config(|swarm| swarm.with_idle_connection_timeout(Duration::from_secs(u64::MAX)))
+        .with_swarm_config(|swarm| {
+            swarm.with_idle_connection_timeout(Duration::from_secs(u64::MAX))
+        })
         .build();
     Ok(swarm)
 }
@@ -134,10 +138,12 @@ fn build_swarm(config: &MeshConfig) -> Result<Swarm<MeshBehaviour>, MeshError> {
 async fn listen(swarm: &mut Swarm<MeshBehaviour>, config: &MeshConfig) -> Result<(), MeshError> {
     let mut waiting = HashMap::new();
     for addr in &config.listen {
-        let id = swarm.listen_on(addr.clone()).map_err(|err| MeshError::Listen {
-            addr: addr.to_string(),
-            reason: err.to_string(),
-        })?;
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|err| MeshError::Listen {
+                addr: addr.to_string(),
+                reason: err.to_string(),
+            })?;
         waiting.insert(id, addr.clone());
     }
     let mut bound = HashSet::new();
@@ -150,14 +156,23 @@ async fn listen(swarm: &mut Swarm<MeshBehaviour>, config: &MeshConfig) -> Result
                 reason: "no address bound in time".into(),
             })?;
         match event {
-            SwarmEvent::NewListenAddr { listener_id, address } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
                 tracing::info!(%address, "mesh listening");
                 bound.insert(listener_id);
             }
-            SwarmEvent::ListenerClosed { listener_id, reason, .. } if waiting.contains_key(&listener_id) => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } if waiting.contains_key(&listener_id) => {
                 return Err(listen_failed(&waiting, listener_id, format!("{reason:?}")));
             }
-            SwarmEvent::ListenerError { listener_id, error, .. } if waiting.contains_key(&listener_id) => {
+            SwarmEvent::ListenerError {
+                listener_id, error, ..
+            } if waiting.contains_key(&listener_id) => {
                 return Err(listen_failed(&waiting, listener_id, error.to_string()));
             }
             // Nothing is connected yet; nothing else can happen that matters.
@@ -173,7 +188,10 @@ fn listen_failed(
     reason: String,
 ) -> MeshError {
     MeshError::Listen {
-        addr: waiting.get(&listener).map(ToString::to_string).unwrap_or_default(),
+        addr: waiting
+            .get(&listener)
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         reason,
     }
 }

@@ -26,7 +26,9 @@ impl SwarmLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "mesh listening");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peers.entry(peer_id).or_default();
             }
@@ -44,11 +46,17 @@ impl SwarmLoop {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
             }
-            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
                 // Strangers without the cluster key, port scanners, garbage: all end here.
                 tracing::debug!(from = %send_back_addr, %error, "incoming connection refused");
             }
-            SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
                 tracing::warn!(?addresses, ?reason, "mesh listener closed");
             }
             _ => {}
@@ -101,7 +109,10 @@ impl SwarmLoop {
             return;
         };
         for addr in &info.listen_addrs {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
         }
         let state = self.peers.entry(peer).or_insert_with(PeerState::default);
         let first_time = state.name.is_none();
@@ -126,7 +137,10 @@ impl SwarmLoop {
     fn on_gossip(&mut self, via: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let verdict = match (message.source, Gossip::decode(&message.data)) {
             (Some(author), Ok(gossip)) if is_authentic(&gossip, &author) => {
-                self.deliver_gossip(MeshEvent::Gossip { from: author, gossip });
+                self.deliver_gossip(MeshEvent::Gossip {
+                    from: author,
+                    gossip,
+                });
                 MessageAcceptance::Accept
             }
             (_, Err(GossipDecodeError::UnknownKind(kind))) => {
@@ -148,12 +162,17 @@ impl SwarmLoop {
     fn on_rpc_event(&mut self, event: request_response::Event<WireRequest, MeshResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => match request {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => match request {
                     WireRequest::Valid(request) => self.on_inbound_request(peer, request, channel),
                     // Dropping the channel resets the stream: no answer for garbage.
                     WireRequest::Malformed(reason) => self.cut_off(peer, &reason),
                 },
-                request_response::Message::Response { request_id, response } => {
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
                     if let Some(reply) = self.outbound.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
@@ -165,7 +184,8 @@ impl SwarmLoop {
                 error,
                 ..
             } => {
-                if matches!(&error, OutboundFailure::Io(err) if err.kind() == io::ErrorKind::InvalidData) {
+                if matches!(&error, OutboundFailure::Io(err) if err.kind() == io::ErrorKind::InvalidData)
+                {
                     self.cut_off(peer, &error.to_string());
                 }
                 if let Some(reply) = self.outbound.remove(&request_id) {

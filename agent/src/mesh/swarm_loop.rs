@@ -46,7 +46,8 @@ pub(super) struct SwarmLoop {
     /// Events that found the channel full, delivered in order as room appears.
     pub(super) pending_events: VecDeque<MeshEvent>,
     /// Outbound requests waiting for their answer.
-    pub(super) outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<MeshResponse, MeshError>>>,
+    pub(super) outbound:
+        HashMap<OutboundRequestId, oneshot::Sender<Result<MeshResponse, MeshError>>>,
     /// Inbound requests waiting for the daemon's answer.
     pub(super) replies: FuturesUnordered<BoxFuture<'static, ReadyReply>>,
     pub(super) peers: HashMap<PeerId, PeerState>,
@@ -97,8 +98,16 @@ impl SwarmLoop {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Request { peer, request, reply } => {
-                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, WireRequest::Valid(request));
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_request(&peer, WireRequest::Valid(request));
                 self.outbound.insert(id, reply);
             }
             Command::Publish { gossip, reply } => {
@@ -141,9 +150,9 @@ impl SwarmLoop {
         let topic = self.topic.clone();
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
             Ok(_) => Ok(()),
-            Err(PublishError::NoPeersSubscribedToTopic) => {
-                Err(MeshError::Publish(format!("no peer subscribed to {GOSSIP_TOPIC} yet")))
-            }
+            Err(PublishError::NoPeersSubscribedToTopic) => Err(MeshError::Publish(format!(
+                "no peer subscribed to {GOSSIP_TOPIC} yet"
+            ))),
             Err(err) => Err(MeshError::Publish(err.to_string())),
         }
     }
@@ -157,10 +166,12 @@ impl SwarmLoop {
             }
             self.add_peer_address(peer, transport_addr);
         }
-        self.swarm.dial(addr.clone()).map_err(|err| MeshError::Dial {
-            addr: addr.to_string(),
-            reason: err.to_string(),
-        })
+        self.swarm
+            .dial(addr.clone())
+            .map_err(|err| MeshError::Dial {
+                addr: addr.to_string(),
+                reason: err.to_string(),
+            })
     }
 
     pub(super) fn add_peer_address(&mut self, peer: PeerId, addr: Multiaddr) {
@@ -241,14 +252,18 @@ impl SwarmLoop {
             async move {
                 let response = match tokio::time::timeout(timeout, answer).await {
                     Ok(Ok(response)) => response,
-                    Ok(Err(_)) => MeshResponse::Err("the agent dropped the request without answering".into()),
+                    Ok(Err(_)) => {
+                        MeshResponse::Err("the agent dropped the request without answering".into())
+                    }
                     Err(_) => MeshResponse::Err("the agent did not answer in time".into()),
                 };
                 (channel, response)
             }
             .boxed(),
         );
-        self.deliver(MeshEvent::Request(InboundRequest::new(peer, request, reply)));
+        self.deliver(MeshEvent::Request(InboundRequest::new(
+            peer, request, reply,
+        )));
     }
 }
 

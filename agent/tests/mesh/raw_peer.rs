@@ -20,13 +20,21 @@ impl request_response::Codec for RawCodec {
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         io.take(1024).read_to_end(&mut buf).await?;
         Ok(buf)
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         io.take(1024).read_to_end(&mut buf).await?;
         if buf.is_empty() {
@@ -35,12 +43,22 @@ impl request_response::Codec for RawCodec {
         Ok(buf)
     }
 
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()> {
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
         io.write_all(&req).await?;
         io.close().await
     }
 
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> io::Result<()> {
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()> {
         io.write_all(&res).await?;
         io.close().await
     }
@@ -81,11 +99,10 @@ impl RawPeer {
                         message: request_response::Message::Response { request_id, .. },
                         ..
                     }) if request_id == id => return true,
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, .. })
-                        if request_id == id =>
-                    {
-                        return false
-                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        ..
+                    }) if request_id == id => return false,
                     _ => {}
                 }
             }

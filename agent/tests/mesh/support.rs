@@ -9,11 +9,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use libp2p::multiaddr::Protocol;
 use saturn_agent::mesh::{
     self, Channel, Gossip, MeshConfig, MeshEvent, MeshHandle, MeshResponse, Multiaddr, PeerId,
     PreSharedKey,
 };
-use libp2p::multiaddr::Protocol;
 use tempfile::TempDir;
 
 /// How long any scenario step may take before the test fails.
@@ -114,7 +114,11 @@ impl AgentSpec {
     }
 }
 
-async fn run_daemon(name: String, mut events: tokio::sync::mpsc::Receiver<MeshEvent>, seen: Arc<Mutex<Seen>>) {
+async fn run_daemon(
+    name: String,
+    mut events: tokio::sync::mpsc::Receiver<MeshEvent>,
+    seen: Arc<Mutex<Seen>>,
+) {
     while let Some(event) = events.recv().await {
         let mut seen = seen.lock().expect("lock");
         match event {
@@ -144,7 +148,10 @@ impl Agent {
 
     /// The agent's address with `/p2p/<peer id>`.
     pub async fn addr(&self) -> Multiaddr {
-        self.tcp_addr().await.with_p2p(self.peer_id()).expect("p2p suffix")
+        self.tcp_addr()
+            .await
+            .with_p2p(self.peer_id())
+            .expect("p2p suffix")
     }
 
     /// The agent's address without `/p2p`.
@@ -172,7 +179,11 @@ impl Agent {
     /// Gossip this agent received from `author`.
     pub fn gossip_from(&self, author: &PeerId) -> Vec<Gossip> {
         let seen = self.seen.lock().expect("lock");
-        seen.gossip.iter().filter(|(from, _)| from == author).map(|(_, g)| g.clone()).collect()
+        seen.gossip
+            .iter()
+            .filter(|(from, _)| from == author)
+            .map(|(_, g)| g.clone())
+            .collect()
     }
 }
 
