@@ -153,9 +153,14 @@ pub fn resolve(
         return Err(ConfigError::ApiNeedsToken { api });
     }
 
-    let mdns_off = args.no_mdns || parsed.no_mdns == Some(true) || parsed.mdns == Some(false);
-    // A dev agent is alone by definition: it must not merge with a colleague's on the LAN.
-    let mdns = !mdns_off && !(dev && parsed.mdns.is_none() && parsed.no_mdns.is_none());
+    // A dev agent is alone by definition: unless told otherwise it must not merge with a
+    // colleague's dev agent on the LAN.
+    let mdns = match (args.no_mdns, parsed.mdns, parsed.no_mdns) {
+        (true, _, _) => false,
+        (false, Some(mdns), _) => mdns,
+        (false, None, Some(no_mdns)) => !no_mdns,
+        (false, None, None) => !dev,
+    };
 
     let timing = |flag: &'static str,
                   given: Option<u64>,

@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(entry(&jobs[0], "name").line, Some(2));
         assert_eq!(jobs[1].line, Some(4));
         assert_eq!(entry(&jobs[1], "name").line, Some(5));
-        assert_eq!(entry(&entry(&jobs[1], "profile"), "ddp").line, Some(7));
+        assert_eq!(entry(entry(&jobs[1], "profile"), "ddp").line, Some(7));
     }
 
     #[test]
