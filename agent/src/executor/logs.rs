@@ -109,8 +109,8 @@ pub fn read_from(path: &Path, offset: u64, max_bytes: usize) -> io::Result<LogCh
 pub fn read_tail(path: &Path, max_bytes: usize) -> io::Result<LogChunk> {
     let layout = Layout::of(path);
     // One byte more than asked: if it is a newline, the tail starts on a line boundary.
-    let offset = layout.end().saturating_sub(max_bytes as u64 + 1).max(layout.start());
-    let mut chunk = read_from(path, offset, max_bytes + 1)?;
+    let offset = layout.end().saturating_sub((max_bytes as u64).saturating_add(1)).max(layout.start());
+    let mut chunk = read_from(path, offset, max_bytes.saturating_add(1))?;
     if offset > layout.start() {
         let cut = chunk.data.iter().position(|&b| b == b'\n').map_or(chunk.data.len(), |i| i + 1);
         chunk.data.drain(..cut);
@@ -207,6 +207,8 @@ mod tests {
         assert_eq!(log.end(), 1000);
         let tail = read_tail(&path, 30).unwrap();
         assert_eq!(String::from_utf8(tail.data).unwrap(), "line 0097\nline 0098\nline 0099\n");
+        let everything = read_tail(&path, usize::MAX).unwrap();
+        assert!(everything.data.starts_with(b"line 0080\n") && everything.data.len() == 200);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! reports what they do. Independent of consensus: it is told "run this attempt" and
 //! answers with [`AttemptEvent`]s.
 //!
-//! - [`spec`]: what to run ([`AttemptSpec`]); [`env`]: the exact environment it gets.
+//! - [`spec`]: what to run ([`AttemptSpec`]); [`env`](mod@env): the exact environment it gets.
 //! - [`protocol`]: the `SATURN step=` / `checkpoint` / `metric` stdout lines.
 //! - [`table`]: [`ProcessTable`], the level-triggered front the daemon drives.
 //! - [`process`] and `supervise`: one process, its group, its signals, its output.

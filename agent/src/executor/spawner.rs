@@ -8,8 +8,8 @@
 //! (Dropping the last `Spawner` therefore sends SIGTERM to every job it started.)
 //!
 //! The death signal reaches only the direct child; its own children are ended by the
-//! process-group kill on exit and, after an agent crash, by [`end_orphans`]
-//! (super::end_orphans) when the agent restarts.
+//! process-group kill on exit and, after an agent crash, by
+//! [`end_orphans`](super::end_orphans) when the agent restarts.
 
 use std::io;
 use std::sync::mpsc as std_mpsc;
@@ -53,8 +53,9 @@ impl Spawner {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
                 // The parent may have died between fork and prctl; then no signal
                 // would ever come, so refuse to start instead.
+                // (An errno, not a message: allocating between fork and exec can deadlock.)
                 if nix::unistd::getppid().as_raw() as u32 != parent {
-                    return Err(io::Error::other("saturn agent exited while starting the job"));
+                    return Err(io::Error::from(nix::errno::Errno::ESRCH));
                 }
                 Ok(())
             });
