@@ -390,4 +390,5 @@ async fn a_cluster_key_file_round_trips_and_a_bad_one_is_a_clear_error() {
     std::fs::write(&path, "/key/swarm/psk/1.0.0/\n/base16/\nabc\n").expect("write");
     let err = agent_mesh::read_cluster_key(&path).expect_err("short key");
     assert!(matches!(err, MeshError::BadClusterKey { .. }), "{err}");
+    assert!(err.to_string().contains("not 64 hex digits"), "{err}");
 }

@@ -14,6 +14,7 @@
 use std::fs;
 use std::path::Path;
 
+use libp2p::pnet::KeyParseError;
 pub use libp2p::pnet::PreSharedKey;
 
 use super::MeshError;
@@ -28,8 +29,20 @@ pub fn parse_cluster_key(path: &Path, text: &str) -> Result<PreSharedKey, MeshEr
     text.parse::<PreSharedKey>()
         .map_err(|err| MeshError::BadClusterKey {
             path: path.to_owned(),
-            reason: format!("{err:?}"),
+            reason: explain(&err).to_owned(),
         })
+}
+
+fn explain(err: &KeyParseError) -> &'static str {
+    match err {
+        KeyParseError::InvalidKeyFile => "the file does not have three lines",
+        KeyParseError::InvalidKeyType => "the first line is not /key/swarm/psk/1.0.0/",
+        KeyParseError::InvalidKeyEncoding => {
+            "the second line is not /base16/ (the only supported encoding)"
+        }
+        KeyParseError::InvalidKeyLength => "the key is not 64 hex digits long",
+        KeyParseError::InvalidKeyChar(_) => "the key holds a character that is not a hex digit",
+    }
 }
 
 /// Reads a cluster key file.

@@ -17,7 +17,7 @@ pub enum MeshError {
         reason: String,
     },
     /// The cluster key file could not be parsed.
-    #[error("cluster key file {path}: {reason}; expected \"/key/swarm/psk/1.0.0/\", \"/base16/\" and 64 hex digits on three lines (generate one with `saturn-agent gen-cluster-key`)")]
+    #[error("cluster key file {path}: {reason}; expected the lines \"/key/swarm/psk/1.0.0/\", \"/base16/\" and 64 hex digits (create one with: printf '/key/swarm/psk/1.0.0/\\n/base16/\\n%s\\n' $(openssl rand -hex 32) > swarm.key)")]
     BadClusterKey {
         /// The key file.
         path: PathBuf,

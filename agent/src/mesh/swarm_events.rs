@@ -13,7 +13,7 @@ use super::codec::{MeshResponse, WireRequest};
 use super::event::MeshEvent;
 use super::gossip::{Gossip, GossipDecodeError};
 use super::handle::Counters;
-use super::swarm_loop::{PeerState, SwarmLoop};
+use super::swarm_loop::SwarmLoop;
 
 /// Gossipsub application score of a peer caught sending malformed frames; with the
 /// default weight of 10 it is far below the graylist threshold (-80).
@@ -78,11 +78,11 @@ impl SwarmLoop {
                 tracing::debug!(%peer, %failure, "ping failed, closing connection");
                 self.swarm.close_connection(connection);
             }
-            MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
-                // Small clusters keep a full mesh: Raft and gossip want direct links.
-                if !self.swarm.is_connected(&peer) {
-                    self.dial_peer(peer);
-                }
+            // Small clusters keep a full mesh: Raft and gossip want direct links.
+            MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
+                if !self.swarm.is_connected(&peer) =>
+            {
+                self.dial_peer(peer)
             }
             MeshBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
@@ -114,7 +114,7 @@ impl SwarmLoop {
                 .kad
                 .add_address(&peer, addr.clone());
         }
-        let state = self.peers.entry(peer).or_insert_with(PeerState::default);
+        let state = self.peers.entry(peer).or_default();
         let first_time = state.name.is_none();
         if state.name.as_deref() == Some(name.as_str()) && state.addrs == info.listen_addrs {
             return;
