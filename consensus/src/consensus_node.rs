@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
+
+use crate::batcher::{Batcher, WriteError};
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -84,6 +86,7 @@ pub struct ConsensusNode {
     id: NodeId,
     node: AgentNode,
     raft: Raft,
+    batcher: Batcher,
     shared: SharedState,
     transport: Arc<dyn Transport>,
     /// Identifies this incarnation's proposals (see [`ProposalId`]).
@@ -109,6 +112,7 @@ impl ConsensusNode {
         Ok(ConsensusNode {
             id,
             node: config.node,
+            batcher: Batcher::start(raft.clone()),
             raft,
             shared,
             transport,
@@ -130,7 +134,7 @@ impl ConsensusNode {
 
     /// The handler a transport calls with requests addressed to this member.
     pub fn server(&self) -> RaftServer {
-        RaftServer::new(self.raft.clone())
+        RaftServer::new(self.raft.clone(), self.batcher.clone())
     }
 
     /// The underlying openraft handle (for `wait()` and other low-level use).
@@ -194,11 +198,11 @@ impl ConsensusNode {
         let leader = self.raft.current_leader().await;
         let target = match leader {
             Some(leader) if leader != self.id => self.member_node(leader).map(|node| (leader, node)),
-            _ => match self.raft.client_write(proposal.clone()).await {
-                Ok(written) => return Ok(written.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => to.leader_id.zip(to.leader_node),
-                Err(RaftError::APIError(other)) => return Err(Try::Again(other.to_string())),
-                Err(RaftError::Fatal(fatal)) => return Err(Try::Stopped(fatal.to_string())),
+            _ => match self.batcher.write(proposal.clone()).await {
+                Ok(result) => return Ok(result),
+                Err(WriteError::NotLeader(leader)) => leader,
+                Err(WriteError::Failed(why)) => return Err(Try::Again(why)),
+                Err(WriteError::Stopped(why)) => return Err(Try::Stopped(why)),
             },
         };
         let Some((leader, node)) = target else { return Err(Try::Again("no leader known".to_string())) };

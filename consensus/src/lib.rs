@@ -11,12 +11,14 @@
 //!   deterministic transitions ([`ClusterState::apply`]).
 //! - [`proposal`]: what a log entry carries; retry de-duplication.
 //! - [`membership`]: pure membership policy (formation, learners, odd voter set).
+//! - `batcher` (internal): group commit of concurrent proposals into one log entry.
 //! - [`raft_types`]: the openraft [`TypeConfig`].
 //! - [`codec`]: the bincode encoding used on disk and on the wire.
 //! - [`storage`]: durable log, vote and snapshots in redb; the in-memory state machine.
 #![deny(missing_docs)]
 
 pub mod apply;
+mod batcher;
 pub mod codec;
 pub mod command;
 pub mod config;

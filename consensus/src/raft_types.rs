@@ -7,12 +7,13 @@ use crate::proposal::Proposal;
 use crate::node::{AgentNode, NodeId};
 
 openraft::declare_raft_types!(
-    /// Saturn's Raft types: log entries carry [`Proposal`]s (commands with a retry id), apply returns
-    /// [`CommandResult`]s, members are [`AgentNode`]s with `u64` ids, snapshots are
+    /// Saturn's Raft types: a log entry carries a batch of [`Proposal`]s (commands with a
+    /// retry id; concurrent proposals are group-committed), apply returns one [`CommandResult`] per
+    /// proposal, members are [`AgentNode`]s with `u64` ids, snapshots are
     /// in-memory byte buffers (the state is small: jobs, profiles, a plan).
     pub TypeConfig:
-        D = Proposal,
-        R = CommandResult,
+        D = Vec<Proposal>,
+        R = Vec<CommandResult>,
         NodeId = NodeId,
         Node = AgentNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -1,8 +1,7 @@
 //! The receiving side of the [`Transport`](crate::Transport): [`RaftServer::handle`]
 //! turns an incoming [`RaftRequest`] into its [`RaftResponse`].
 
-use openraft::error::{ClientWriteError, RaftError};
-
+use crate::batcher::{Batcher, WriteError};
 use crate::raft_types::Raft;
 use crate::rpc::{ForwardError, RaftRequest, RaftResponse};
 
@@ -10,11 +9,12 @@ use crate::rpc::{ForwardError, RaftRequest, RaftResponse};
 #[derive(Clone)]
 pub struct RaftServer {
     raft: Raft,
+    batcher: Batcher,
 }
 
 impl RaftServer {
-    pub(crate) fn new(raft: Raft) -> Self {
-        RaftServer { raft }
+    pub(crate) fn new(raft: Raft, batcher: Batcher) -> Self {
+        RaftServer { raft, batcher }
     }
 
     /// Handles one request from another member and returns the response to send back.
@@ -24,12 +24,10 @@ impl RaftServer {
             RaftRequest::Vote(rpc) => RaftResponse::Vote(self.raft.vote(rpc).await),
             RaftRequest::InstallSnapshot(rpc) => RaftResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await),
             RaftRequest::Propose(proposal) => {
-                let answer = match self.raft.client_write(proposal).await {
-                    Ok(written) => Ok(written.data),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-                        Err(ForwardError::NotLeader { leader: to.leader_id.zip(to.leader_node) })
-                    }
-                    Err(other) => Err(ForwardError::Failed(other.to_string())),
+                let answer = match self.batcher.write(proposal).await {
+                    Ok(result) => Ok(result),
+                    Err(WriteError::NotLeader(leader)) => Err(ForwardError::NotLeader { leader }),
+                    Err(WriteError::Failed(why) | WriteError::Stopped(why)) => Err(ForwardError::Failed(why)),
                 };
                 RaftResponse::Propose(answer)
             }

@@ -51,7 +51,7 @@ fn proposal(command: Command) -> Proposal {
 fn raft_requests_round_trip() {
     let entries: Vec<Entry<TypeConfig>> = vec![
         Entry { log_id: log_id(2, 10), payload: EntryPayload::Blank },
-        Entry { log_id: log_id(2, 11), payload: EntryPayload::Normal(proposal(host_up("a", 2))) },
+        Entry { log_id: log_id(2, 11), payload: EntryPayload::Normal(vec![proposal(host_up("a", 2)), proposal(Command::CancelJob { job: JobId::from_seq(1), at_ms: 3 })]) },
         Entry { log_id: log_id(2, 12), payload: EntryPayload::Membership(membership()) },
     ];
     let append = AppendEntriesRequest { vote: Vote::new_committed(2, 1), prev_log_id: Some(log_id(1, 9)), entries, leader_commit: Some(log_id(2, 10)) };

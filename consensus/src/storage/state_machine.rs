@@ -169,7 +169,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResult>>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -180,14 +180,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 let result = match entry.payload {
-                    EntryPayload::Blank => CommandResult::Applied,
-                    EntryPayload::Normal(proposal) => {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(proposals) => {
                         let AppliedState { state, recent, .. } = &mut *applied;
-                        recent.apply(state, &proposal, entry.log_id.index)
+                        proposals.iter().map(|proposal| recent.apply(state, proposal, entry.log_id.index)).collect()
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        CommandResult::Applied
+                        Vec::new()
                     }
                 };
                 results.push(result);
