@@ -28,6 +28,11 @@ pub struct SchedulerConfig {
     /// replicated): out of memory at one GPU count means out of memory at all of them.
     /// Default `["ddp"]`.
     pub replicated_techniques: BTreeSet<String>,
+    /// While a job submitted less than this long ago still waits for its profiles, no new
+    /// training starts: free GPUs go to trials, so the jobs of one submission are planned
+    /// together instead of the first-profiled group taking every GPU and starving the
+    /// others' trials (ms). Default 120 000.
+    pub profiling_hold_ms: u64,
     /// Seconds a trial spends outside its measured steps (start-up, data loading); used
     /// only to account profiling cost. Default 10.
     pub trial_overhead_s: f64,
@@ -69,6 +74,7 @@ impl Default for SchedulerConfig {
             min_doubling_gain: 0.10,
             dominance_factor: 1.5,
             replicated_techniques: ["ddp".to_string()].into_iter().collect(),
+            profiling_hold_ms: 120_000,
             trial_overhead_s: 10.0,
             switch_cost_s: 30.0,
             replan_interval_ms: 30_000,

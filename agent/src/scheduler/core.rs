@@ -4,7 +4,9 @@
 //! 1. membership, so the rest sees the right hosts;
 //! 2. job phases, so jobs whose profiles just completed are planned this round;
 //! 3. re-planning (when due), so dispatch follows the newest plan;
-//! 4. dispatch of the plan, before trials, so training has first call on free GPUs;
+//! 4. dispatch of the plan, before trials, so training has first call on free GPUs —
+//!    except while recently submitted jobs still wait for profiles (`profiling_hold_ms`):
+//!    then their trials go first, and the whole submission is planned together;
 //! 5. trials on the GPUs that are still free.
 //!
 //! Each decider's commands are applied to a scratch copy of the state before the next
@@ -20,7 +22,7 @@ use super::dispatch::{decide_dispatch, plan_stale_reason};
 use super::instance::build_instance;
 use super::planning::{fingerprint, replan, PlanningMemory};
 use super::profile_stats::profiling_stats;
-use super::profiler::{decide_phases, decide_trials};
+use super::profiler::{decide_phases, decide_trials, holds_training};
 use super::profiles::ProfileBook;
 use super::shapes::up_hosts;
 use super::stats::SchedulerStats;
@@ -63,8 +65,9 @@ impl SchedulerCore {
         for job in &unrunnable {
             tracing::warn!(job = %job.job, "kept queued: {}", job.reason);
         }
-        self.stats.unrunnable = unrunnable;
         round.propose(phases);
+        let hold = holds_training(&round.scratch, &unrunnable, ctx);
+        self.stats.unrunnable = unrunnable;
 
         let planning = build_instance(&round.scratch, &book, &hosts, config);
         let stale = plan_stale_reason(&round.scratch, &hosts);
@@ -77,7 +80,12 @@ impl SchedulerCore {
             self.memory.solved(print, ctx.now_ms);
             match replan(&round.scratch, &planning, ctx, stale.is_some()) {
                 Ok(outcome) => {
-                    tracing::debug!(?reason, makespan_s = outcome.makespan_s, solve_ms = outcome.solve_ms, "re-planned");
+                    tracing::debug!(
+                        ?reason,
+                        makespan_s = outcome.makespan_s,
+                        solve_ms = outcome.solve_ms,
+                        "re-planned"
+                    );
                     self.stats.solves += 1;
                     self.stats.last_solve_ms = outcome.solve_ms;
                     self.stats.predicted_makespan_s = outcome.makespan_s;
@@ -96,7 +104,9 @@ impl SchedulerCore {
         if dispatch.replan.is_some() {
             self.memory.force();
         }
-        round.propose(dispatch.commands);
+        if !hold {
+            round.propose(dispatch.commands);
+        }
         round.propose(decide_trials(&round.scratch, &book, &hosts, ctx));
 
         self.stats.rounds += 1;

@@ -60,7 +60,10 @@ fn jobs_whose_gpus_are_free_start_now() {
 fn a_later_job_never_takes_gpus_an_earlier_waiting_job_needs() {
     let (mut state, ids) = setup(4);
     // j0 holds GPU 0 (it runs); j1 waits for GPUs 0 and 1; j2 wants GPU 1; j3 wants GPU 2.
-    commit(&mut state, &[(&ids[0], &[0], 0.0), (&ids[1], &[0, 1], 100.0), (&ids[2], &[1], 200.0), (&ids[3], &[2], 300.0)]);
+    commit(
+        &mut state,
+        &[(&ids[0], &[0], 0.0), (&ids[1], &[0, 1], 100.0), (&ids[2], &[1], 200.0), (&ids[3], &[2], 300.0)],
+    );
     for command in decide(&state).commands.iter().take(1) {
         state.apply(command);
     }

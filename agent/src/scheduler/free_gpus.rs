@@ -52,9 +52,9 @@ impl FreeGpus {
 
     /// Whether every GPU of `placement` is free.
     pub fn all_free(&self, placement: &Placement) -> bool {
-        placement.iter().all(|hg| {
-            self.hosts.get(&hg.host).is_some_and(|(_, free)| hg.gpus.iter().all(|g| free.contains(g)))
-        })
+        placement
+            .iter()
+            .all(|hg| self.hosts.get(&hg.host).is_some_and(|(_, free)| hg.gpus.iter().all(|g| free.contains(g))))
     }
 
     /// Marks the GPUs of `placement` as taken.
@@ -62,6 +62,15 @@ impl FreeGpus {
         for hg in placement {
             if let Some((_, free)) = self.hosts.get_mut(&hg.host) {
                 free.retain(|g| !hg.gpus.contains(g));
+            }
+        }
+    }
+
+    /// Marks these `(host, gpu)` slots as taken.
+    pub fn take_slots(&mut self, slots: &[saturn_consensus::GpuSlot]) {
+        for (host, gpu) in slots {
+            if let Some((_, free)) = self.hosts.get_mut(host) {
+                free.retain(|g| g != gpu);
             }
         }
     }

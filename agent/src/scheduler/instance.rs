@@ -99,7 +99,8 @@ pub fn build_instance(
         left_out: Vec::new(),
     };
     for job in state.jobs.values().filter(|j| is_plannable(j)) {
-        let (mut options, mut sources): (Vec<JobOption>, Vec<Source>) = job_options(book, job, hosts).into_iter().unzip();
+        let (mut options, mut sources): (Vec<JobOption>, Vec<Source>) =
+            job_options(book, job, hosts).into_iter().unzip();
         let running = running_of(&planning, job, &mut options, &mut sources, book);
         if options.is_empty() {
             planning.left_out.push((job.id.clone(), "no feasible option on the up hosts".to_string()));
@@ -173,9 +174,7 @@ fn running_of(
             && o.gpu_model.as_deref() == Some(first.model.as_str())
     };
     if !options.iter().any(matches) {
-        let series = book
-            .series_of(job)
-            .find(|s| s.key.technique == live.technique && s.key.model == first.model)?;
+        let series = book.series_of(job).find(|s| s.key.technique == live.technique && s.key.model == first.model)?;
         let (step_time_s, source) = series.step_time(shape)?;
         options.push(option(&live.technique, &first.model, shape, step_time_s));
         sources.push(source);

@@ -43,13 +43,8 @@ fn a_scheduled_job_gets_measured_and_fitted_options() {
 fn a_running_job_is_pinned_where_it_runs_with_its_remaining_steps() {
     let (mut state, id) = profiled();
     let placement = vec![HostGpus { host: "a".into(), gpus: vec![2, 3] }];
-    let dispatch = Command::Dispatch {
-        job: id.clone(),
-        technique: "ddp".into(),
-        placement,
-        kind: DispatchKind::Train,
-        at_ms: 0,
-    };
+    let dispatch =
+        Command::Dispatch { job: id.clone(), technique: "ddp".into(), placement, kind: DispatchKind::Train, at_ms: 0 };
     state.apply(&dispatch);
     let progress = AttemptEvent::Progress { step: 400, metrics: vec![] };
     state.apply(&Command::JobEvent { job: id.clone(), attempt: 1, event: progress, at_ms: 1 });

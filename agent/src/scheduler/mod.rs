@@ -33,9 +33,9 @@ pub mod shapes;
 pub mod stats;
 
 #[cfg(test)]
-mod test_support;
-#[cfg(test)]
 mod shell_tests;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -175,7 +175,13 @@ impl<C: Cluster> Scheduler<C> {
 
     /// Proposes in order; stops at the first proposal that fails to commit (leadership is
     /// probably lost: the next round finds out). Returns how many were rejected at apply.
-    async fn propose_all(&self, commands: Vec<Command>, state: &ClusterState, leadership: &mut Leadership, now_ms: u64) -> u64 {
+    async fn propose_all(
+        &self,
+        commands: Vec<Command>,
+        state: &ClusterState,
+        leadership: &mut Leadership,
+        now_ms: u64,
+    ) -> u64 {
         let mut rejected = 0;
         for command in commands {
             if let Command::Dispatch { job, .. } = &command {
@@ -211,7 +217,8 @@ impl Leadership {
         config: &SchedulerConfig,
     ) -> Vec<Command> {
         self.dispatched.retain(|job, (attempt, at_ms)| {
-            state.job(job).is_some_and(|j| j.attempt == *attempt) && now_ms.saturating_sub(*at_ms) < config.dispatch_cooldown_ms
+            state.job(job).is_some_and(|j| j.attempt == *attempt)
+                && now_ms.saturating_sub(*at_ms) < config.dispatch_cooldown_ms
         });
         commands
             .into_iter()

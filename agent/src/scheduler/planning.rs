@@ -186,9 +186,10 @@ fn moved_jobs(instance: &Instance, plan: &Plan) -> Vec<JobId> {
     let running = instance.jobs.iter().filter_map(|j| j.running.as_ref().map(|r| (j.id.as_str(), r)));
     let moved: HashSet<&str> = running
         .filter(|(id, running)| {
-            plan.assignments.iter().find(|a| a.job == *id).is_some_and(|a| {
-                a.technique != running.technique || !same_placement(&a.placement, &running.placement)
-            })
+            plan.assignments
+                .iter()
+                .find(|a| a.job == *id)
+                .is_some_and(|a| a.technique != running.technique || !same_placement(&a.placement, &running.placement))
         })
         .map(|(id, _)| id)
         .collect();
@@ -212,7 +213,11 @@ fn pinned(instance: &Instance) -> Instance {
     pinned
 }
 
-fn stored_plan(plan: &Plan, planning: &PlanningInstance, baseline_makespan_s: f64) -> Result<StoredPlan, SchedulerError> {
+fn stored_plan(
+    plan: &Plan,
+    planning: &PlanningInstance,
+    baseline_makespan_s: f64,
+) -> Result<StoredPlan, SchedulerError> {
     let assignments = plan
         .assignments
         .iter()

@@ -35,7 +35,8 @@ fn one_running_job(steps: u64) -> ClusterState {
     }
     state.apply(&Command::SetJobPhase { job: id.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
     let placement = vec![HostGpus { host: "a".into(), gpus: vec![0] }];
-    let dispatch = Command::Dispatch { job: id.clone(), technique: "ddp".into(), placement, kind: DispatchKind::Train, at_ms: 0 };
+    let dispatch =
+        Command::Dispatch { job: id.clone(), technique: "ddp".into(), placement, kind: DispatchKind::Train, at_ms: 0 };
     state.apply(&dispatch);
     state.apply(&Command::JobEvent { job: id, attempt: 1, event: AttemptEvent::Started, at_ms: 0 });
     state

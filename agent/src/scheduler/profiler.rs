@@ -9,13 +9,21 @@
 //!   while it goes on, `scheduled` once every series of the job is ready (single-host
 //!   ladder finished, or pruned).
 //!
+//! Trials that gate scheduling (carried by a `queued`/`profiling` job) may use any free
+//! GPU: a waiting job with no profile cannot be planned at all. Trials that only refine
+//! the options of already-scheduled jobs (gang rungs, a GPU model that appeared later) are
+//! opportunistic: they use only free GPUs that no waiting assignment of the committed plan
+//! names, so they never delay planned work.
+//!
 //! A job whose every option is infeasible cannot be failed: the state machine has no
 //! command for that (only `CancelJob`, which would misreport it as a user's decision).
 //! It is kept `queued` and reported in [`Unrunnable`] with the reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use saturn_consensus::{ClusterState, Command, DispatchKind, JobId, JobPhase, JobRecord, JobState, ProfileKey};
+use saturn_consensus::{
+    ClusterState, Command, DispatchKind, GpuSlot, JobId, JobPhase, JobRecord, JobState, ProfileKey,
+};
 
 use super::context::SchedContext;
 use super::free_gpus::FreeGpus;
@@ -44,6 +52,22 @@ pub fn keys_in_flight(state: &ClusterState) -> BTreeSet<ProfileKey> {
         .collect()
 }
 
+/// Whether new training should wait because recently submitted jobs are still being
+/// profiled (see `profiling_hold_ms`). Jobs that can never run do not hold anything.
+pub fn holds_training(state: &ClusterState, unrunnable: &[Unrunnable], ctx: &SchedContext) -> bool {
+    state.jobs.values().any(|job| {
+        waits_for_profiles(job)
+            && ctx.now_ms.saturating_sub(job.submitted_at_ms) < ctx.config.profiling_hold_ms
+            && !unrunnable.iter().any(|u| u.job == job.id)
+    })
+}
+
+/// Queued or profiling for itself (not a scheduled job lending itself to a trial).
+fn waits_for_profiles(job: &JobRecord) -> bool {
+    let lent = job.live.as_ref().is_some_and(|l| l.return_state == JobState::Scheduled);
+    matches!(job.state, JobState::Queued | JobState::Profiling) && !lent
+}
+
 /// `SetJobPhase` for every waiting job whose phase is out of date, and the jobs that can
 /// never run.
 pub fn decide_phases(
@@ -63,7 +87,8 @@ pub fn decide_phases(
         }
         let phase = if series.iter().all(|s| s.ready()) {
             if job_options(book, job, hosts).is_empty() {
-                let reason = format!("no technique of {} can run on the up hosts' GPUs (all infeasible)", job.spec.name);
+                let reason =
+                    format!("no technique of {} can run on the up hosts' GPUs (all infeasible)", job.spec.name);
                 unrunnable.push(Unrunnable { job: job.id.clone(), reason });
                 JobPhase::Queued
             } else {
@@ -98,6 +123,8 @@ fn same_phase(state: JobState, phase: JobPhase) -> bool {
 pub fn decide_trials(state: &ClusterState, book: &ProfileBook, hosts: &[HostView], ctx: &SchedContext) -> Vec<Command> {
     let in_flight = keys_in_flight(state);
     let mut free = FreeGpus::of(state, hosts);
+    let mut unplanned = free.clone();
+    unplanned.take_slots(&planned_waiting_gpus(state));
     let mut carriers_taken: BTreeSet<JobId> = BTreeSet::new();
     let mut wanted: Vec<(usize, &Series, ProfileKey)> = book
         .series
@@ -114,8 +141,10 @@ pub fn decide_trials(state: &ClusterState, book: &ProfileBook, hosts: &[HostView
     for (_, series, key) in wanted {
         let Some(shape) = series.next else { continue };
         let Some(carrier) = carrier(state, series, &carriers_taken) else { continue };
-        let Some(placement) = free.pick(&series.key.model, shape) else { continue };
+        let pool = if carrier.state == JobState::Scheduled { &unplanned } else { &free };
+        let Some(placement) = pool.pick(&series.key.model, shape) else { continue };
         free.take(&placement);
+        unplanned.take(&placement);
         carriers_taken.insert(carrier.id.clone());
         commands.push(Command::Dispatch {
             job: carrier.id.clone(),
@@ -126,6 +155,16 @@ pub fn decide_trials(state: &ClusterState, book: &ProfileBook, hosts: &[HostView
         });
     }
     commands
+}
+
+/// GPUs that the committed plan names for jobs that have not started yet.
+fn planned_waiting_gpus(state: &ClusterState) -> Vec<GpuSlot> {
+    let Some(plan) = &state.plan else { return Vec::new() };
+    plan.assignments
+        .iter()
+        .filter(|a| state.job(&a.job).is_some_and(|j| j.state == JobState::Scheduled && j.live.is_none()))
+        .flat_map(|a| a.placement.iter().flat_map(|hg| hg.gpus.iter().map(|g| (hg.host.clone(), *g))))
+        .collect()
 }
 
 /// Jobs of the series' group that wait for profiles and can run as its technique.

@@ -102,3 +102,26 @@ fn a_job_with_no_feasible_option_stays_queued_with_a_reason() {
     assert_eq!(unrunnable[0].job, ids[0]);
     assert!(unrunnable[0].reason.contains("infeasible"));
 }
+
+#[test]
+fn refining_trials_of_scheduled_jobs_keep_off_gpus_the_plan_waits_for() {
+    use saturn_consensus::{HostGpus, PlannedAssignment, StoredPlan};
+    let mut state = cluster(&[("a", 2), ("b", 2)]);
+    let ids = submit(&mut state, vec![spec("x", "g", &["ddp"], 1, 4), spec("y", "g", &["ddp"], 1, 4)]);
+    record(&mut state, key("g", "ddp", 1, 1), Some(1.0));
+    record(&mut state, key("g", "ddp", 2, 1), Some(0.5));
+    for id in &ids {
+        state.apply(&Command::SetJobPhase { job: id.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    }
+    // The 2x2 gang rung is still open, but the plan waits for host a's GPUs for x.
+    let assignment = PlannedAssignment {
+        job: ids[0].clone(),
+        technique: "ddp".into(),
+        placement: vec![HostGpus { host: "a".into(), gpus: vec![0, 1] }],
+        start_s: 10.0,
+        end_s: 20.0,
+    };
+    let plan = StoredPlan { assignments: vec![assignment], ..StoredPlan::default() };
+    state.apply(&Command::CommitPlan { plan, at_ms: 0 });
+    assert!(trials(&state).is_empty(), "a 2-host gang would need host a");
+}

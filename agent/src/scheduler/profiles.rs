@@ -165,9 +165,9 @@ impl ProfileBook {
 
     /// Series of `job`'s group for its own techniques.
     pub fn series_of<'a>(&'a self, job: &'a JobRecord) -> impl Iterator<Item = &'a Series> + 'a {
-        self.series.values().filter(move |s| {
-            s.key.group == job.spec.profile_group && job.spec.techniques.contains(&s.key.technique)
-        })
+        self.series
+            .values()
+            .filter(move |s| s.key.group == job.spec.profile_group && job.spec.techniques.contains(&s.key.technique))
     }
 
     /// Drops techniques that are clearly slower than another of the same group and model.
@@ -188,9 +188,9 @@ impl ProfileBook {
                 other.key.group == key.group
                     && other.key.model == key.model
                     && other.key.technique != key.technique
-                    && measured.iter().all(|(shape, t)| {
-                        matches!(other.points.get(shape), Some(Point::Time(u)) if *t > factor * u)
-                    })
+                    && measured
+                        .iter()
+                        .all(|(shape, t)| matches!(other.points.get(shape), Some(Point::Time(u)) if *t > factor * u))
             });
             if let Some(by) = dominator.map(|d| d.key.technique.clone()) {
                 if let Some(series) = self.series.get_mut(key) {

@@ -1,8 +1,8 @@
 //! The profile book's ladder, pruning and filling rules, scenario by scenario.
 
 use super::*;
-use crate::scheduler::test_support::{cluster, key, record, spec, submit};
 use crate::scheduler::shapes::up_hosts;
+use crate::scheduler::test_support::{cluster, key, record, spec, submit};
 
 /// One group `g` of one job with `techniques` on 1..=8 GPUs, on 3 hosts x 4 GPUs.
 fn setup(techniques: &[&str]) -> ClusterState {
