@@ -69,7 +69,8 @@ async fn gossip_until_received(from: &Agent, to: &[&Agent]) {
 async fn three_agents_joined_through_one_address_identify_each_other() {
     let a = AgentSpec::new("node-a").start().await;
     let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
-    let c = AgentSpec::new("node-c").join(a.addr().await).start().await;
+    // One join address with the peer id, one without.
+    let c = AgentSpec::new("node-c").join(a.tcp_addr().await).start().await;
     let agents = [&a, &b, &c];
     eventually("all three know each other by name", || async {
         agents.iter().all(|me| {

@@ -15,10 +15,6 @@ use super::gossip::{Gossip, GossipDecodeError};
 use super::handle::Counters;
 use super::swarm_loop::SwarmLoop;
 
-/// Gossipsub application score of a peer caught sending malformed frames; with the
-/// default weight of 10 it is far below the graylist threshold (-80).
-const BAD_FRAME_SCORE: f64 = -100.0;
-
 impl SwarmLoop {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<MeshBehaviourEvent>) {
         match event {
@@ -200,15 +196,11 @@ impl SwarmLoop {
     }
 
     /// A peer sent an oversized or undecodable frame: it is broken or hostile, and none of
-    /// its other streams can be trusted either. Disconnect it, and have gossipsub
-    /// distrust it for a while should it come back.
+    /// its other streams can be trusted either, so it is disconnected. Its gossip score is
+    /// left alone: muting a buggy agent's heartbeats would make a live agent look dead.
     fn cut_off(&mut self, peer: PeerId, reason: &str) {
         tracing::warn!(%peer, %reason, "malformed request-response frame, disconnecting peer");
         Counters::bump(&self.counters.bad_requests);
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .set_application_score(&peer, BAD_FRAME_SCORE);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 }
