@@ -53,7 +53,7 @@ impl NodeConfig {
     }
 
     /// The openraft configuration, validated.
-    pub(crate) fn raft_config(&self) -> Result<openraft::Config, openraft::ConfigError> {
+    pub(crate) fn raft_config(&self) -> Result<openraft::Config, Box<openraft::ConfigError>> {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let config = openraft::Config {
             cluster_name: "saturn".to_string(),
@@ -66,6 +66,6 @@ impl NodeConfig {
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             ..Default::default()
         };
-        config.validate()
+        config.validate().map_err(Box::new)
     }
 }

@@ -32,7 +32,7 @@ use crate::transport::{Network, Transport};
 pub enum StartError {
     /// The configuration is invalid (e.g. election timeout not above the heartbeat).
     #[error("invalid raft configuration: {0}")]
-    Config(#[from] openraft::ConfigError),
+    Config(#[from] Box<openraft::ConfigError>),
     /// The data directory or its database could not be opened.
     #[error(transparent)]
     Storage(#[from] StoreError),

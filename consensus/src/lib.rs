@@ -1,16 +1,51 @@
 //! Saturn's replicated cluster state.
 //!
-//! Every agent holds the same Raft log; applying it yields the same [`ClusterState`]
-//! on every agent, so any agent can take over scheduling.
+//! Every agent holds the same Raft log (openraft 0.9, durable in redb); applying it yields
+//! the same [`ClusterState`] on every agent, so any agent can take over scheduling. The
+//! crate does no networking itself: members talk through a [`Transport`] (libp2p in the
+//! agent, [`mem_transport`] in tests).
+//!
+//! # Using it
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use saturn_consensus::*;
+//! # async fn example(transport: Arc<dyn Transport>, me: AgentNode) -> Result<(), Box<dyn std::error::Error>> {
+//! let node = ConsensusNode::start(NodeConfig::new(me.clone()), "./saturn-data/raft".as_ref(), transport).await?;
+//! // Route every incoming RaftRequest to node.server().handle(request).await.
+//! let server: RaftServer = node.server();
+//! // Exactly one agent forms the cluster (see membership::formation).
+//! node.initialize([(node.id(), me)].into()).await?;
+//! // Any member may propose; followers forward to the leader.
+//! let CommandResult::Submitted { jobs } = node.propose(Command::SubmitJobs { specs: vec![], at_ms: 0 }).await? else {
+//!     return Ok(());
+//! };
+//! // Executors wait for applies and reconcile against the state.
+//! let mut applied = node.subscribe();
+//! applied.changed().await?;
+//! let running_here = node.read(|state| state.attempts_on_host("node-a").count());
+//! # let _ = (server, jobs, running_here);
+//! # Ok(()) }
+//! ```
+//!
+//! # Rules the state machine enforces (whoever proposes)
+//! Ids, attempt numbers and plan epochs are assigned at apply; a job never has two live
+//! attempts; a GPU is held by at most one live attempt and is freed only by that
+//! attempt's `Exited` or by its host being declared down; events naming a stale attempt
+//! are ignored. Apply reads no clock: timestamps (`at_ms`) come inside commands.
 //!
 //! # Map
 //! - [`job`]: what a user submits ([`JobSpec`]), job ids, placements.
 //! - [`node`]: cluster members ([`AgentNode`]), [`node_id_for_peer`], [`GpuInfo`].
-//! - [`command`]: [`Command`] (the only way state changes) and [`CommandResult`].
+//! - [`command`]: [`Command`] (the only way state changes), [`CommandResult`], [`Rejection`].
 //! - [`state`]: [`ClusterState`] and its records and queries; [`apply`] holds the
 //!   deterministic transitions ([`ClusterState::apply`]).
 //! - [`proposal`]: what a log entry carries; retry de-duplication.
+//! - [`consensus_node`]: [`ConsensusNode`], the handle (propose, read, watch, metrics,
+//!   membership, shutdown); [`config`]: [`NodeConfig`]; [`metrics`]: [`NodeMetrics`].
 //! - [`membership`]: pure membership policy (formation, learners, odd voter set).
+//! - [`rpc`], [`transport`], [`server`]: the wire messages, the [`Transport`] trait a
+//!   mesh implements, and [`RaftServer::handle`] for incoming requests.
+//! - [`mem_transport`]: in-process transport with faults, for tests and benchmarks.
 //! - `batcher` (internal): group commit of concurrent proposals into one log entry.
 //! - [`raft_types`]: the openraft [`TypeConfig`].
 //! - [`codec`]: the bincode encoding used on disk and on the wire.

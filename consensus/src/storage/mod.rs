@@ -48,15 +48,16 @@ const KEY_SNAPSHOT: &str = "current";
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "raft.redb";
 
-/// Storage failed.
+/// Storage failed. (The sources are boxed: they are large and this error travels in
+/// every storage call's `Result`.)
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened, read or written.
     #[error("raft storage: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     /// Stored bytes could not be decoded (or a value encoded).
     #[error("raft storage: {0}")]
-    Codec(#[from] CodecError),
+    Codec(Box<CodecError>),
     /// The data directory could not be created.
     #[error("raft storage: cannot create data directory {path}: {source}")]
     DataDir {
@@ -68,6 +69,18 @@ pub enum StoreError {
     /// A blocking storage task panicked or was cancelled.
     #[error("raft storage task failed: {0}")]
     Task(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Db(Box::new(e))
+    }
+}
+
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError::Codec(Box::new(e))
+    }
 }
 
 /// Opens (creating if needed) the database in `data_dir` and returns the log store and
