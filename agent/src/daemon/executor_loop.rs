@@ -160,24 +160,47 @@ fn master_port(job: &JobId, attempt: u32) -> u16 {
 }
 
 /// Proposes what the processes report, in order per attempt. Metrics seen between two
-/// step reports travel with the next one.
+/// step reports travel with the next one. Progress is best-effort (a newer report
+/// follows), except the last one before an exit: whether exit 0 means "completed"
+/// depends on the final step count, so it is re-sent reliably ahead of the `Exited`.
 async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::UnboundedReceiver<AttemptEvent>) {
     let mut pending_metrics: BTreeMap<AttemptKey, Vec<(String, f64)>> = BTreeMap::new();
+    let mut unsent_step: BTreeMap<AttemptKey, u64> = BTreeMap::new();
     while let Some(AttemptEvent { key, event }) = events.recv().await {
-        if let ProcessEvent::Metric { name, value } = &event {
-            let metrics = pending_metrics.entry(key).or_default();
-            metrics.retain(|(n, _)| n != name);
-            metrics.push((name.clone(), *value));
-            continue;
+        match &event {
+            ProcessEvent::Metric { name, value } => {
+                let metrics = pending_metrics.entry(key).or_default();
+                metrics.retain(|(n, _)| n != name);
+                metrics.push((name.clone(), *value));
+                continue;
+            }
+            ProcessEvent::Exited { .. } => {
+                if let Some(step) = unsent_step.remove(&key) {
+                    let mut metrics = pending_metrics.remove(&key).unwrap_or_default();
+                    let progress = StateEvent::Progress { step, metrics: std::mem::take(&mut metrics) };
+                    propose_state_event(services.as_ref(), &key, progress, true).await;
+                }
+            }
+            _ => {}
         }
+        let step = match &event {
+            ProcessEvent::Step { step, .. } => Some(*step),
+            _ => None,
+        };
         let mut metrics = pending_metrics.remove(&key).unwrap_or_default();
-        propose_event(services.as_ref(), &key, event, &mut metrics).await;
+        let committed = propose_event(services.as_ref(), &key, event, &mut metrics).await;
+        if let Some(step) = step {
+            if committed {
+                unsent_step.remove(&key);
+            } else {
+                unsent_step.insert(key, step);
+            }
+        }
     }
 }
 
-/// Proposes one process event; important ones are retried for a while (a leader change
-/// takes a second or two), progress is best-effort since a newer report follows.
-async fn propose_event(services: &dyn AgentServices, key: &AttemptKey, event: ProcessEvent, metrics: &mut Vec<(String, f64)>) {
+/// Proposes one process event; returns whether it was committed.
+async fn propose_event(services: &dyn AgentServices, key: &AttemptKey, event: ProcessEvent, metrics: &mut Vec<(String, f64)>) -> bool {
     let (state_event, important) = match event {
         ProcessEvent::Started { .. } => (StateEvent::Started, true),
         ProcessEvent::Step { step, .. } => (StateEvent::Progress { step, metrics: std::mem::take(metrics) }, false),
@@ -185,26 +208,33 @@ async fn propose_event(services: &dyn AgentServices, key: &AttemptKey, event: Pr
             (StateEvent::Progress { step: 0, metrics: vec![(STEP_TIME_METRIC.to_string(), seconds_per_step)] }, true)
         }
         ProcessEvent::Checkpoint { step } => (StateEvent::Checkpoint { step }, true),
-        ProcessEvent::Metric { .. } => return,
+        ProcessEvent::Metric { .. } => return true,
         ProcessEvent::Exited { code, signal, error } => {
             let error = error.or_else(|| signal.map(|s| format!("killed by signal {s}")));
             (StateEvent::Exited { code, error }, true)
         }
     };
+    propose_state_event(services, key, state_event, important).await
+}
+
+/// Commits one attempt event. Important ones are retried for a while (a leader change
+/// takes a second or two) as long as the attempt is still live.
+async fn propose_state_event(services: &dyn AgentServices, key: &AttemptKey, event: StateEvent, important: bool) -> bool {
     let job = JobId(key.job.clone());
-    let attempts = if important { 30 } else { 1 };
-    for round in 0..attempts {
-        let command = Command::JobEvent { job: job.clone(), attempt: key.attempt, event: state_event.clone(), at_ms: now_ms() };
+    let tries = if important { 30 } else { 1 };
+    for round in 0..tries {
+        let command = Command::JobEvent { job: job.clone(), attempt: key.attempt, event: event.clone(), at_ms: now_ms() };
         match services.propose(command).await {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(err) => {
                 tracing::debug!(%key, %err, round, "reporting a job event failed");
                 if !services.state().is_live(&job, key.attempt) {
-                    return;
+                    return false;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
     tracing::warn!(%key, "gave up reporting a job event; the reconcile loop will report the exit again");
+    false
 }

@@ -199,8 +199,73 @@ pub async fn fence(node: Arc<ConsensusNode>, soft: Arc<SoftState>, fence_after: 
     }
 }
 
-/// Runs the scheduler while this agent leads.
+/// The scheduler's view of this agent: the consensus node and the soft state.
+pub struct SchedulerCluster {
+    node: Arc<ConsensusNode>,
+    soft: Arc<SoftState>,
+}
+
+#[async_trait::async_trait]
+impl crate::scheduler::Cluster for SchedulerCluster {
+    type Error = saturn_consensus::ProposeError;
+
+    fn is_leader(&self) -> bool {
+        self.node.is_leader()
+    }
+
+    fn state(&self) -> saturn_consensus::ClusterState {
+        self.node.state()
+    }
+
+    fn health(&self) -> BTreeMap<String, crate::scheduler::AgentHealth> {
+        self.soft.health(Instant::now())
+    }
+
+    async fn propose(&self, command: saturn_consensus::Command) -> Result<saturn_consensus::CommandResult, Self::Error> {
+        self.node.propose(command).await
+    }
+
+    async fn changed(&self) {
+        let mut applied = self.node.subscribe();
+        let _ = applied.changed().await;
+    }
+}
+
+/// Runs the scheduler (it decides only while this agent leads) and publishes its
+/// statistics as metrics.
 pub async fn scheduler(settings: DaemonSettings, node: Arc<ConsensusNode>, soft: Arc<SoftState>, services: Arc<Services>) {
-    let _ = (settings, node, soft, services);
-    std::future::pending::<()>().await;
+    let cluster = Arc::new(SchedulerCluster { node, soft });
+    let scheduler = crate::scheduler::Scheduler::new(cluster, settings.scheduler.clone());
+    let mut stats = scheduler.stats();
+    let extra = services.extra.clone();
+    tokio::spawn(async move {
+        while stats.changed().await.is_ok() {
+            let gauges = scheduler_gauges(&stats.borrow());
+            *extra.lock().unwrap_or_else(|p| p.into_inner()) = gauges;
+        }
+    });
+    scheduler.run(std::future::pending::<()>()).await;
+}
+
+/// The scheduler's statistics as Prometheus gauges.
+fn scheduler_gauges(stats: &crate::scheduler::SchedulerStats) -> Vec<(String, String, f64)> {
+    let gauge = |name: &str, help: &str, value: f64| (name.to_string(), help.to_string(), value);
+    let profiling = &stats.profiling;
+    vec![
+        gauge("scheduler_leading", "1 while this agent schedules (leads)", f64::from(u8::from(stats.leading))),
+        gauge("scheduler_rounds", "decision rounds run while leading", stats.rounds as f64),
+        gauge("planner_solves", "re-plans run by this agent", stats.solves as f64),
+        gauge("planner_solve_seconds", "wall time of the last re-plan", stats.last_solve_ms as f64 / 1000.0),
+        gauge("planner_predicted_makespan_seconds", "makespan predicted by the last re-plan", stats.predicted_makespan_s),
+        gauge("planner_baseline_makespan_seconds", "max-heuristic makespan on the last re-plan's instance", stats.baseline_makespan_s),
+        gauge("planner_lower_bound_seconds", "lower bound of the last re-plan's instance", stats.lower_bound_s),
+        gauge("scheduler_plans_committed", "plans this agent committed while leading", stats.plans_committed as f64),
+        gauge("scheduler_preemptions_decided", "preemptions this agent decided", stats.preemptions_decided as f64),
+        gauge("scheduler_proposals_rejected", "proposals the state machine rejected", stats.proposals_rejected as f64),
+        gauge("profiling_seconds", "GPU-seconds spent in trial runs", profiling.gpu_seconds),
+        gauge("profiling_full_grid_seconds", "GPU-seconds the full profiling grid would have cost", profiling.full_grid_gpu_seconds),
+        gauge("profiling_saved_seconds", "GPU-seconds of profiling saved against the full grid", profiling.saved_gpu_seconds),
+        gauge("profiling_trials", "trial runs recorded", profiling.trials as f64),
+        gauge("profiling_full_grid_trials", "trial runs the full grid would take", profiling.full_grid_trials as f64),
+    ]
 }
