@@ -28,10 +28,11 @@ pub struct SchedulerConfig {
     /// replicated): out of memory at one GPU count means out of memory at all of them.
     /// Default `["ddp"]`.
     pub replicated_techniques: BTreeSet<String>,
-    /// While a job submitted less than this long ago still waits for its profiles, no new
-    /// training starts: free GPUs go to trials, so the jobs of one submission are planned
-    /// together instead of the first-profiled group taking every GPU and starving the
-    /// others' trials (ms). Default 120 000.
+    /// While a job submitted less than this long ago still waits for its profiles, no
+    /// job submitted that recently starts training: free GPUs go to trials, so the jobs of
+    /// one submission are planned together instead of the first-profiled group taking
+    /// every GPU and starving the others' trials. Older jobs are not held (ms). Default
+    /// 120 000.
     pub profiling_hold_ms: u64,
     /// Seconds a trial spends outside its measured steps (start-up, data loading); used
     /// only to account profiling cost. Default 10.

@@ -5,8 +5,8 @@
 //! 2. job phases, so jobs whose profiles just completed are planned this round;
 //! 3. re-planning (when due), so dispatch follows the newest plan;
 //! 4. dispatch of the plan, before trials, so training has first call on free GPUs —
-//!    except while recently submitted jobs still wait for profiles (`profiling_hold_ms`):
-//!    then their trials go first, and the whole submission is planned together;
+//!    except for recently submitted jobs while some of them still wait for profiles
+//!    (`profiling_hold_ms`): their trials go first, and the submission is planned whole;
 //! 5. trials on the GPUs that are still free.
 //!
 //! Each decider's commands are applied to a scratch copy of the state before the next
@@ -22,7 +22,7 @@ use super::dispatch::{decide_dispatch, plan_stale_reason};
 use super::instance::build_instance;
 use super::planning::{fingerprint, replan, PlanningMemory};
 use super::profile_stats::profiling_stats;
-use super::profiler::{decide_phases, decide_trials, holds_training};
+use super::profiler::{decide_phases, decide_trials, held_by_profiling};
 use super::profiles::ProfileBook;
 use super::shapes::up_hosts;
 use super::stats::SchedulerStats;
@@ -66,7 +66,7 @@ impl SchedulerCore {
             tracing::warn!(job = %job.job, "kept queued: {}", job.reason);
         }
         round.propose(phases);
-        let hold = holds_training(&round.scratch, &unrunnable, ctx);
+        let held = held_by_profiling(&round.scratch, &unrunnable, ctx);
         self.stats.unrunnable = unrunnable;
 
         let planning = build_instance(&round.scratch, &book, &hosts, config);
@@ -104,9 +104,14 @@ impl SchedulerCore {
         if dispatch.replan.is_some() {
             self.memory.force();
         }
-        if !hold {
-            round.propose(dispatch.commands);
+        let (held_back, dispatches): (Vec<Command>, Vec<Command>) = dispatch
+            .commands
+            .into_iter()
+            .partition(|c| matches!(c, Command::Dispatch { job, .. } if held.contains(job)));
+        if !held_back.is_empty() {
+            tracing::debug!(jobs = held_back.len(), "training held back while the submission is profiled");
         }
+        round.propose(dispatches);
         round.propose(decide_trials(&round.scratch, &book, &hosts, ctx));
 
         self.stats.rounds += 1;

@@ -10,6 +10,10 @@
 //!   pruned ones are left out). A running job gets `running` = where it runs now, so the
 //!   planner charges `switch_cost_s` for moving it.
 //! - Release times are 0: a job waiting for profiles is not in the instance at all.
+//! - GPUs held by trials and by stopping (preempted) attempts are not modelled: the
+//!   planner sees them free now. They are released within seconds to a minute, and the
+//!   list-scheduling [`dispatch`](super::dispatch) waits for them, so the plan's order
+//!   holds and only its first start times slip.
 
 use std::collections::BTreeMap;
 

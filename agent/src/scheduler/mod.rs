@@ -51,6 +51,9 @@ pub use self::core::SchedulerCore;
 pub use self::error::SchedulerError;
 pub use self::stats::SchedulerStats;
 
+/// How long a round waits after a state change, so a burst of applies is decided once.
+const CHANGE_SETTLE: Duration = Duration::from_millis(20);
+
 /// What the scheduler needs from the agent: the replicated state, a way to propose, who
 /// leads, and who is alive. The daemon implements it over its consensus node and mesh.
 #[async_trait::async_trait]
@@ -125,7 +128,11 @@ impl<C: Cluster> Scheduler<C> {
             tokio::select! {
                 () = &mut shutdown => return,
                 _ = tick.tick() => {}
-                () = cluster.changed() => {}
+                () = cluster.changed() => {
+                    // Applies come in bursts (a round's own proposals, a gang's events):
+                    // let the burst land, then decide once.
+                    tokio::time::sleep(CHANGE_SETTLE).await;
+                }
             }
             self.round().await;
         }

@@ -52,14 +52,20 @@ pub fn keys_in_flight(state: &ClusterState) -> BTreeSet<ProfileKey> {
         .collect()
 }
 
-/// Whether new training should wait because recently submitted jobs are still being
-/// profiled (see `profiling_hold_ms`). Jobs that can never run do not hold anything.
-pub fn holds_training(state: &ClusterState, unrunnable: &[Unrunnable], ctx: &SchedContext) -> bool {
-    state.jobs.values().any(|job| {
-        waits_for_profiles(job)
-            && ctx.now_ms.saturating_sub(job.submitted_at_ms) < ctx.config.profiling_hold_ms
-            && !unrunnable.iter().any(|u| u.job == job.id)
-    })
+/// Jobs whose training should not start yet: while any recently submitted job (less than
+/// `profiling_hold_ms` ago) still waits for its profiles, every recently submitted job
+/// is held, so one submission is planned as a whole. Older jobs are never held, and
+/// jobs that can never run hold nothing.
+pub fn held_by_profiling(state: &ClusterState, unrunnable: &[Unrunnable], ctx: &SchedContext) -> BTreeSet<JobId> {
+    let recent = |job: &JobRecord| ctx.now_ms.saturating_sub(job.submitted_at_ms) < ctx.config.profiling_hold_ms;
+    let profiling = state
+        .jobs
+        .values()
+        .any(|job| recent(job) && waits_for_profiles(job) && !unrunnable.iter().any(|u| u.job == job.id));
+    if !profiling {
+        return BTreeSet::new();
+    }
+    state.jobs.values().filter(|job| recent(job)).map(|job| job.id.clone()).collect()
 }
 
 /// Queued or profiling for itself (not a scheduled job lending itself to a trial).

@@ -125,3 +125,24 @@ fn refining_trials_of_scheduled_jobs_keep_off_gpus_the_plan_waits_for() {
     state.apply(&Command::CommitPlan { plan, at_ms: 0 });
     assert!(trials(&state).is_empty(), "a 2-host gang would need host a");
 }
+
+#[test]
+fn a_recent_submission_is_held_while_part_of_it_is_profiled_but_older_jobs_are_not() {
+    let mut state = cluster(&[("a", 2)]);
+    let old = submit(&mut state, vec![spec("old", "o", &["ddp"], 1, 2)]).remove(0);
+    let mut later = |spec| match state.apply(&Command::SubmitJobs { specs: vec![spec], at_ms: 200_000 }) {
+        CommandResult::Submitted { jobs } => jobs[0].clone(),
+        other => panic!("{other:?}"),
+    };
+    let profiled = later(spec("x", "g", &["ddp"], 1, 2));
+    let waiting = later(spec("y", "h", &["ddp"], 1, 2));
+    state.apply(&Command::SetJobPhase { job: profiled.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    let at = |now_ms| {
+        let mut ctx = ctx(&state, now_ms);
+        ctx.config.profiling_hold_ms = 120_000;
+        held_by_profiling(&state, &[], &ctx)
+    };
+    let held = at(250_000);
+    assert!(held.contains(&profiled) && held.contains(&waiting) && !held.contains(&old));
+    assert!(at(320_001).is_empty(), "the hold ends after profiling_hold_ms");
+}

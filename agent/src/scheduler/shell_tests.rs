@@ -127,3 +127,23 @@ async fn a_returning_leader_resumes_from_state_without_redispatching() {
     assert_eq!(fake.dispatches().len(), 2, "the live trials are in the state: nothing to redo");
     assert!(scheduler.stats().borrow().leading);
 }
+
+#[tokio::test]
+async fn the_loop_decides_on_its_tick_and_stops_on_shutdown() {
+    let fake = FakeCluster::new(two_jobs_on_one_host());
+    let config = SchedulerConfig { tick_ms: 10, ..SchedulerConfig::default() };
+    let scheduler = Scheduler::new(fake.clone(), config);
+    let stats = scheduler.stats();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(scheduler.run(async move {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while stats.borrow().rounds < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no rounds within 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.dispatches().len(), 2);
+    let _ = stop.send(());
+    task.await.expect("the loop ends cleanly");
+}
