@@ -198,11 +198,13 @@ impl ConsensusNode {
         let leader = self.raft.current_leader().await;
         let target = match leader {
             Some(leader) if leader != self.id => self.member_node(leader).map(|node| (leader, node)),
-            _ => match self.batcher.write(proposal.clone()).await {
-                Ok(result) => return Ok(result),
-                Err(WriteError::NotLeader(leader)) => leader,
-                Err(WriteError::Failed(why)) => return Err(Try::Again(why)),
-                Err(WriteError::Stopped(why)) => return Err(Try::Stopped(why)),
+            // A leader cut off from its quorum never answers; the deadline bounds the wait.
+            _ => match tokio::time::timeout_at(deadline, self.batcher.write(proposal.clone())).await {
+                Ok(Ok(result)) => return Ok(result),
+                Ok(Err(WriteError::NotLeader(leader))) => leader,
+                Ok(Err(WriteError::Failed(why))) => return Err(Try::Again(why)),
+                Ok(Err(WriteError::Stopped(why))) => return Err(Try::Stopped(why)),
+                Err(_elapsed) => return Err(Try::Again("the leader (this node) did not commit in time".to_string())),
             },
         };
         let Some((leader, node)) = target else { return Err(Try::Again("no leader known".to_string())) };
