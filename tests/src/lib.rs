@@ -5,6 +5,7 @@
 //! Every process a test starts is stopped when its [`Harness`] is dropped, and the
 //! temporary directory is removed (kept, and its path printed, when the test failed).
 
+pub mod netns;
 pub mod records;
 
 use std::future::Future;

@@ -1,0 +1,325 @@
+//! Real network partitions between real agents (see `saturn_tests::netns`): each agent
+//! in its own network namespace on a private bridge, links cut, made one-way and
+//! flapped, then healed. One function per property:
+//!
+//! - an isolated leader cannot commit, and rejoins the majority's history on heal;
+//! - a leader that can only send, or only receive, is replaced, and the cluster
+//!   converges once the links heal;
+//! - a follower whose link flaps leaves one leader and one job list, and loses no
+//!   acknowledged submission;
+//! - a worker isolated mid-run stops its jobs before the majority runs them elsewhere.
+//!
+//! Needs root and iproute2; without them each test prints why and passes as skipped.
+//! `SATURN_PARTITION_ROUNDS` sets the number of flapping rounds (default 5).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use saturn_tests::netns::{self, NetnsCluster, NoAnswer};
+use saturn_tests::records::{self, Record};
+use saturn_tests::{eventually, synth_sweep, Setup};
+
+/// Formation, an election, or convergence after a heal.
+const SETTLE: Duration = Duration::from_secs(40);
+/// A submission the cluster should accept.
+const SUBMIT: Duration = Duration::from_secs(15);
+/// How long an agent that cannot commit may take to say so (its proposal timeout is 10 s).
+const REFUSAL: Duration = Duration::from_secs(20);
+/// Grace period the agents run with (seconds); the fence acts after half of it.
+const GRACE_S: u64 = 4;
+
+/// Starts `setup` in namespaces, or prints why this machine cannot and returns `None`.
+fn start(setup: &Setup) -> Option<NetnsCluster> {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("SKIPPED: partition tests need root and iproute2 (`ip`): {why}");
+        return None;
+    }
+    Some(NetnsCluster::start(setup).expect("agents start in their namespaces"))
+}
+
+/// Fast heartbeats, a short grace period, and a short SIGTERM → SIGKILL wait so the
+/// fence (grace/2 + kill grace) always ends before the grace period.
+fn setup(agents: usize) -> Setup {
+    let mut setup = Setup::new(agents);
+    setup.extra_args = ["--heartbeat-ms", "200", "--grace-period-s", &GRACE_S.to_string(), "--kill-grace-s", "1"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    setup
+}
+
+/// Runs a scenario; on failure panics with the error and every agent's log tail.
+async fn run(net: &NetnsCluster, scenario: impl std::future::Future<Output = Result<()>>) {
+    if let Err(err) = scenario.await {
+        panic!("{err:#}\n{}", net.logs());
+    }
+}
+
+/// What every agent reports once the cluster has settled.
+struct Agreement {
+    leader: String,
+    /// (id, name) of every job, in id order.
+    jobs: Vec<(String, String)>,
+}
+
+/// Waits until every agent names the same leader and lists the same jobs, and `holds`.
+async fn agreement(net: &NetnsCluster, what: &str, holds: impl Fn(&Agreement) -> bool) -> Result<Agreement> {
+    let what = format!("one leader and one job list on every agent, {what}");
+    eventually(&what, SETTLE, || async {
+        let mut leaders = Vec::new();
+        let mut lists = Vec::new();
+        for i in 0..net.agents.len() {
+            leaders.push(net.status(i).await?.leader);
+            lists.push(net.jobs(i).await?.into_iter().map(|j| (j.id, j.name)).collect::<Vec<_>>());
+        }
+        let same_lists = lists.iter().all(|l| *l == lists[0]);
+        match &leaders[0] {
+            Some(leader) if leaders.iter().all(|l| l == &leaders[0]) && same_lists => {
+                let agreed = Agreement { leader: leader.clone(), jobs: lists[0].clone() };
+                Ok(holds(&agreed).then_some(agreed))
+            }
+            _ => bail!("leaders {leaders:?}, job counts {:?}", lists.iter().map(Vec::len).collect::<Vec<_>>()),
+        }
+    })
+    .await
+}
+
+/// A one-job sweep that will not finish during the test.
+fn one_job(net: &NetnsCluster, name: &str) -> String {
+    synth_sweep(&net.saturn, name, 1, 1_000_000, "")
+}
+
+fn no_panics(net: &NetnsCluster) -> Result<()> {
+    for (i, agent) in net.agents.iter().enumerate() {
+        ensure!(!net.log(i).contains("panicked at"), "{} panicked (see its log)", agent.name);
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_cannot_commit_and_rejoins_the_majority() {
+    let Some(net) = start(&setup(3)) else { return };
+    run(&net, isolated_leader(&net)).await;
+}
+
+async fn isolated_leader(net: &NetnsCluster) -> Result<()> {
+    let formed = agreement(net, "formed", |_| true).await?;
+    let old = net.index_of(&formed.leader).context("the leader is one of ours")?;
+    let majority: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+
+    net.isolate(old)?;
+    net.wait_status(majority[0], "a leader other than the isolated one", SETTLE, |s| {
+        s.leader.as_deref().is_some_and(|l| l != formed.leader)
+    })
+    .await?;
+    let accepted = net.submit(majority[1], &one_job(net, "majority"), SUBMIT).await?;
+    let accepted_id = accepted.jobs[0].id.clone();
+
+    // Through the isolated leader a submission must fail or time out, and while it is
+    // tried the old leader's job list must never show the majority's job.
+    let stale_file = one_job(net, "stale");
+    let stale = net.submit(old, &stale_file, REFUSAL);
+    tokio::pin!(stale);
+    let mut looks = 0;
+    let stale = loop {
+        tokio::select! {
+            result = &mut stale => break result,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                let jobs = net.jobs(old).await?;
+                looks += 1;
+                if let Some(job) = jobs.iter().find(|j| j.id == accepted_id || j.name.starts_with("stale")) {
+                    bail!("the isolated old leader lists {job:?}: it applied what it cannot have committed");
+                }
+            }
+        }
+    };
+    match stale {
+        Ok(answer) => bail!("the isolated leader acknowledged a submission it cannot commit: {answer:?}"),
+        Err(err) if err.downcast_ref::<NoAnswer>().is_some() => bail!(
+            "the isolated leader never answered the submission ({err}); the agent's own proposal \
+             timeout is 10 s, so `saturn job run` should have ended with an error"
+        ),
+        Err(err) => eprintln!("submission through the isolated leader refused, as it must be: {err:#}"),
+    }
+    ensure!(looks >= 3, "the old leader's job list was looked at only {looks} times");
+
+    net.heal(old)?;
+    let healed = agreement(net, "the majority's job among them", |a| a.jobs.iter().any(|(id, _)| *id == accepted_id)).await?;
+    ensure!(
+        !healed.jobs.iter().any(|(_, name)| name.starts_with("stale")),
+        "a submission refused by the isolated leader was committed later: {:?}",
+        healed.jobs
+    );
+    no_panics(net)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_can_only_send_or_only_receive_is_replaced() {
+    let Some(net) = start(&setup(3)) else { return };
+    run(&net, one_way_leader(&net)).await;
+}
+
+async fn one_way_leader(net: &NetnsCluster) -> Result<()> {
+    let mut acknowledged = Vec::new();
+    let mut leader = agreement(net, "formed", |_| true).await?.leader;
+    for (round, deaf) in [("deaf leader", true), ("mute leader", false)] {
+        let l = net.index_of(&leader).context("the leader is one of ours")?;
+        let followers: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+        for &f in &followers {
+            // Deaf: the leader still sends, hears nothing. Mute: the reverse.
+            if deaf {
+                net.drop_from(f, l)?;
+            } else {
+                net.drop_from(l, f)?;
+            }
+        }
+        // The followers cannot keep a leader they cannot talk both ways with.
+        net.wait_status(followers[0], &format!("{round}: a new leader"), SETTLE, |s| {
+            s.leader.as_deref().is_some_and(|new| new != leader)
+        })
+        .await?;
+        let submitted = net.submit(followers[1], &one_job(net, round.split(' ').next().unwrap_or("x")), SUBMIT).await?;
+        acknowledged.push(submitted.jobs[0].id.clone());
+        net.heal_all()?;
+        let agreed = agreement(net, &format!("after the {round}, every acknowledged job among them"), |a| {
+            acknowledged.iter().all(|id| a.jobs.iter().any(|(j, _)| j == id))
+        })
+        .await?;
+        leader = agreed.leader;
+    }
+    no_panics(net)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_follower_link_leaves_one_leader_and_one_job_list() {
+    let Some(net) = start(&setup(3)) else { return };
+    run(&net, flapping_follower(&net)).await;
+}
+
+async fn flapping_follower(net: &NetnsCluster) -> Result<()> {
+    let rounds: usize = std::env::var("SATURN_PARTITION_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let formed = agreement(net, "formed", |_| true).await?;
+    let leader = net.index_of(&formed.leader).context("the leader is one of ours")?;
+    let follower = (leader + 1) % 3;
+    let mut acknowledged = Vec::new();
+    for round in 0..rounds {
+        // Alternate a pulled cable with a link the follower can only send on; the
+        // latter makes it call elections the others hear.
+        if round % 2 == 0 {
+            net.isolate(follower)?;
+        } else {
+            net.drop_from(leader, follower)?;
+        }
+        // The fault pattern itself is timed, not a synchronisation: 0.2 to 0.9 s down.
+        let down = Duration::from_millis(200 + (round as u64 * 370) % 700);
+        let file = one_job(net, &format!("flap{round}"));
+        // A submission may fail while the leader changes; only acknowledged ones count.
+        if let Ok(Ok(answer)) = tokio::time::timeout(down + Duration::from_secs(3), net.submit(leader, &file, SUBMIT)).await {
+            acknowledged.push(answer.jobs[0].id.clone());
+        }
+        tokio::time::sleep(down).await;
+        net.heal_all()?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let after = net.submit(follower, &one_job(net, "after"), SUBMIT).await?;
+    acknowledged.push(after.jobs[0].id.clone());
+    let agreed = agreement(net, "every acknowledged job among them", |a| {
+        acknowledged.iter().all(|id| a.jobs.iter().any(|(j, _)| j == id))
+    })
+    .await?;
+    let ids: BTreeSet<&String> = agreed.jobs.iter().map(|(id, _)| id).collect();
+    ensure!(ids.len() == agreed.jobs.len(), "a job id is listed twice: {:?}", agreed.jobs);
+    eprintln!("{rounds} flapping rounds, {} of {} submissions acknowledged", acknowledged.len() - 1, rounds);
+    no_panics(net)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_worker_stops_its_jobs_before_they_run_elsewhere() {
+    let Some(net) = start(&setup(3)) else { return };
+    run(&net, isolated_worker(&net)).await;
+}
+
+async fn isolated_worker(net: &NetnsCluster) -> Result<()> {
+    let formed = agreement(net, "formed", |_| true).await?;
+    let leader = net.index_of(&formed.leader).context("the leader is one of ours")?;
+    // Known step times skip the trial runs: this scenario is about training attempts.
+    let sweep = synth_sweep(&net.saturn, "iso", 6, 300, "") + "profile = { ddp = { 1 = 0.04, 2 = 0.03, 4 = 0.02 } }\n";
+    let ids: Vec<String> = net.submit(leader, &sweep, SUBMIT).await?.jobs.into_iter().map(|j| j.id).collect();
+
+    // A follower (isolating the leader would be an election, another scenario) with
+    // training processes running right now.
+    let (worker, cut_off) = eventually("a follower running training attempts", SETTLE, || async {
+        let (_, running) = records::segments(&records::read(&net.records));
+        Ok((0..3).filter(|i| *i != leader).find_map(|i| {
+            let here: Vec<Record> = running.iter().filter(|r| r.agent == net.agents[i].name && !r.profile).cloned().collect();
+            (!here.is_empty()).then_some((i, here))
+        }))
+    })
+    .await?;
+    let isolated_at = now_ms();
+    net.isolate(worker)?;
+    let name = net.agents[worker].name.clone();
+
+    // The majority runs the cut-off attempts again elsewhere, once the grace period is over.
+    let rerun = |all: &[Record], old: &Record| all.iter().find(|r| r.job == old.job && r.attempt > old.attempt && r.agent != name).cloned();
+    let reruns = eventually("the cut-off jobs running elsewhere", SETTLE, || async {
+        let all = records::read(&net.records);
+        Ok(cut_off.iter().map(|old| rerun(&all, old)).collect::<Option<Vec<Record>>>())
+    })
+    .await?;
+    ensure!(net.job_pids(worker).is_empty(), "{name}, cut off, still runs job processes {:?}", net.job_pids(worker));
+    net.heal(worker)?;
+
+    let jobs = eventually("every job ended", Duration::from_secs(90), || async {
+        let jobs: Vec<_> = net.jobs(leader).await?.into_iter().filter(|j| ids.contains(&j.id)).collect();
+        Ok(jobs.iter().all(|j| matches!(j.state.as_str(), "completed" | "failed" | "cancelled")).then_some(jobs))
+    })
+    .await?;
+    for job in &jobs {
+        ensure!(job.state == "completed", "{} ended {}: {:?}", job.id, job.state, job.error);
+    }
+
+    let all = records::read(&net.records);
+    let (ended, open) = records::segments(&all);
+    let segments: Vec<Record> = ended.iter().chain(&open).cloned().collect();
+    for (old, new) in cut_off.iter().zip(&reruns) {
+        let old_end = ended.iter().find(|e| e.job == old.job && e.attempt == old.attempt && e.agent == name).and_then(|e| e.end_ms);
+        let old_end = old_end.with_context(|| format!("{name}'s attempt {} of {} never ended (SIGKILL or still running)", old.attempt, old.job))?;
+        // The fence acts at grace/2 without a quorum; the majority may give the job away
+        // at the grace period. The first must end before the second can begin.
+        ensure!(
+            old_end < isolated_at + GRACE_S * 1000,
+            "{name} was cut off but stopped attempt {} of {} only {} ms later, past the {GRACE_S} s grace \
+             period after which the majority may run it elsewhere (the fence should act at grace/2)",
+            old.attempt, old.job, old_end.saturating_sub(isolated_at)
+        );
+        ensure!(
+            new.start_ms >= old_end,
+            "{} attempt {} started on {} at {} while attempt {} still ran on {name} until {old_end}",
+            new.job, new.attempt, new.agent, new.start_ms, old.attempt
+        );
+        // A heartbeat interval of slack: the last heartbeat may predate the isolation.
+        ensure!(
+            new.start_ms + 300 >= isolated_at + GRACE_S * 1000,
+            "{} ran again {} ms after {name} was cut off, inside the {GRACE_S} s grace period",
+            new.job, new.start_ms.saturating_sub(isolated_at)
+        );
+        eprintln!(
+            "{}: attempt {} on {name} ended {} ms after the cut; attempt {} started on {} after {} ms",
+            old.job, old.attempt, old_end.saturating_sub(isolated_at), new.attempt, new.agent, new.start_ms.saturating_sub(isolated_at)
+        );
+        let restarted = all.iter().find(|r| r.job == old.job && r.attempt == old.attempt && r.agent == name && r.start_ms > isolated_at);
+        ensure!(restarted.is_none(), "{name} restarted a stale attempt after the heal: {restarted:?}");
+    }
+    ensure!(records::concurrent_attempts(&segments).is_empty(), "attempts ran at once: {:?}", records::concurrent_attempts(&segments));
+    ensure!(records::gpu_overlaps(&segments).is_empty(), "GPUs held twice: {:?}", records::gpu_overlaps(&segments));
+    for i in 0..3 {
+        ensure!(net.job_pids(i).is_empty(), "{} still runs job processes {:?}", net.agents[i].name, net.job_pids(i));
+    }
+    no_panics(net)
+}
