@@ -18,6 +18,15 @@ const PASSED_TO_JOBS: &[&str] = &["SATURN_SYNTH_RECORD_FILE"];
 
 fn main() -> ExitCode {
     let args = AgentArgs::parse();
+    if let Some(path) = &args.gen_cluster_key {
+        return match saturn_agent::mesh::write_cluster_key(path, &saturn_agent::mesh::generate_cluster_key()) {
+            Ok(()) => {
+                println!("wrote a new cluster key to {}: give it to every agent with --cluster-key-file", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => fatal(&anyhow::Error::new(err)),
+        };
+    }
     let config = match AgentConfig::load(&args) {
         Ok(config) => config,
         Err(err) => return fatal(&anyhow::Error::new(err)),

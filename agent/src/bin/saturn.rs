@@ -23,6 +23,11 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// A local mesh of agents with simulated GPUs running a sample sweep.
     Demo(cli::demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Simulated training job: sleeps instead of computing (for demos and tests).
     #[command(hide = true)]
     SynthJob(saturn_agent::synth_job::SynthJobArgs),
@@ -36,6 +41,10 @@ fn main() {
         Command::Job(command) => block_on(cli::job::run(&cli.conn, command)),
         Command::Status => block_on(cli::status::run(&cli.conn)),
         Command::Demo(args) => block_on(cli::demo::run(args)),
+        Command::Completions { shell } => {
+            cli::completions::print_completions(*shell, &mut <Cli as clap::CommandFactory>::command());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -11,5 +11,9 @@ use clap_complete::Shell;
 /// binary whatever path the user ran it from.
 pub fn print_completions(shell: Shell, cmd: &mut clap::Command) {
     let bin_name = cmd.get_name().to_owned();
-    clap_complete::generate(shell, cmd, bin_name, &mut std::io::stdout());
+    // Generated into memory first: clap_complete panics on a failed write, and a closed
+    // pipe (`saturn completions bash | head`) is not worth a panic.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, cmd, bin_name, &mut script);
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
 }

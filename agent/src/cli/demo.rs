@@ -60,9 +60,9 @@ const MODELS: [DemoModel; 2] = [
     DemoModel {
         name: "resnet",
         model_gb: 1.0,
-        compute_fraction: 0.8,
+        compute_fraction: 0.6,
         batches: [(64, 60.0), (128, 110.0)],
-        steps: 600,
+        steps: 1000,
         techniques: r#"["ddp", "fsdp"]"#,
     },
     // A language model too big for data parallelism on 24 GB GPUs: sharded or pipelined,
@@ -70,9 +70,9 @@ const MODELS: [DemoModel; 2] = [
     DemoModel {
         name: "gpt",
         model_gb: 8.0,
-        compute_fraction: 0.7,
+        compute_fraction: 0.55,
         batches: [(8, 150.0), (16, 260.0)],
-        steps: 300,
+        steps: 500,
         techniques: r#"["ddp", "fsdp", "pipeline", "spilling"]"#,
     },
 ];

@@ -1,6 +1,7 @@
 //! The `saturn` command line: each subcommand in its own module.
 
 pub mod client;
+pub mod completions;
 pub mod demo;
 pub mod job;
 pub mod plan;

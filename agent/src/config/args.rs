@@ -86,4 +86,8 @@ pub struct AgentArgs {
     /// Seconds a job process gets between SIGTERM and SIGKILL [default: 30].
     #[arg(long, value_name = "SECONDS")]
     pub kill_grace_s: Option<u64>,
+    /// Write a new random cluster key (libp2p swarm.key format, mode 0600) to FILE and
+    /// exit; give the same file to every agent with --cluster-key-file.
+    #[arg(long, value_name = "FILE")]
+    pub gen_cluster_key: Option<PathBuf>,
 }

@@ -36,6 +36,10 @@ pub struct ExecutorLoopConfig {
     pub data_dir: PathBuf,
     /// SIGTERM → SIGKILL grace for stopped attempts.
     pub kill_grace: Duration,
+    /// SIGTERM → SIGKILL grace when fenced: short, because the leader gives the jobs'
+    /// work to others once the host-loss grace period ends, and the fence starts only
+    /// halfway through it.
+    pub fence_kill_grace: Duration,
 }
 
 /// Runs the reconcile loop and the event reporter until `shutdown` flips.
@@ -66,7 +70,7 @@ pub async fn run(
 /// One reconcile round: start what must run here, stop everything else.
 async fn reconcile(config: &ExecutorLoopConfig, services: &dyn AgentServices, table: &ProcessTable, fenced: bool) {
     if fenced {
-        let stopped = table.retain(&BTreeSet::new(), config.kill_grace);
+        let stopped = table.retain(&BTreeSet::new(), config.fence_kill_grace);
         if !stopped.is_empty() {
             tracing::warn!(?stopped, "cut off from the cluster's quorum: stopping every job process here");
         }

@@ -149,6 +149,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         agent: settings.name.clone(),
         data_dir: settings.data_dir.clone(),
         kill_grace: settings.kill_grace,
+        fence_kill_grace: settings.kill_grace.min(settings.grace_period / 4),
     };
     let executor = tokio::spawn(executor_loop::run(
         exec_config,
