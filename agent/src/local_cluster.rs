@@ -93,8 +93,9 @@ pub fn free_port() -> Result<u16> {
 pub fn sibling_bin_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the running executable")?;
     let dir = exe.parent().context("the executable has no directory")?;
-    // Test binaries live in target/<profile>/deps; the agent binary one level up.
-    if dir.ends_with("deps") {
+    // Test binaries live in target/<profile>/deps and examples in
+    // target/<profile>/examples; the agent binary is one level up from either.
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         if let Some(up) = dir.parent() {
             return Ok(up.to_path_buf());
         }
