@@ -42,8 +42,11 @@ pub struct NodeMetrics {
     pub nodes: BTreeMap<NodeId, AgentNode>,
     /// Index of the last entry in this member's log.
     pub last_log_index: Option<u64>,
-    /// Index of the last entry applied to its state (every applied entry is committed;
-    /// openraft 0.9 does not publish the commit index itself).
+    /// On the leader: the highest index a majority of voters has stored, i.e. the commit
+    /// index (openraft 0.9 does not publish it, so it is derived from replication
+    /// progress). `None` on other members, which only know `applied_index`.
+    pub committed_index: Option<u64>,
+    /// Index of the last entry applied to its state (every applied entry is committed).
     pub applied_index: Option<u64>,
     /// Last entry included in its latest snapshot.
     pub snapshot_index: Option<u64>,
@@ -65,6 +68,7 @@ impl NodeMetrics {
         } else {
             Role::Outsider
         };
+        let committed_index = quorum_index(raft, &voters);
         NodeMetrics {
             id: raft.id,
             leader: raft.current_leader,
@@ -76,9 +80,25 @@ impl NodeMetrics {
             learners,
             nodes,
             last_log_index: raft.last_log_index,
+            committed_index,
             applied_index: raft.last_applied.map(|id| id.index),
             snapshot_index: raft.snapshot.map(|id| id.index),
             purged_index: raft.purged.map(|id| id.index),
         }
     }
+}
+
+/// The index stored by a majority of `voters`, from the leader's replication progress.
+fn quorum_index(raft: &RaftMetrics, voters: &BTreeSet<NodeId>) -> Option<u64> {
+    let replication = raft.replication.as_ref()?;
+    let mut stored: Vec<u64> = voters
+        .iter()
+        .map(|id| match id == &raft.id {
+            true => raft.last_log_index.unwrap_or(0),
+            false => replication.get(id).copied().flatten().map_or(0, |log_id| log_id.index),
+        })
+        .collect();
+    // Sorted descending, the majority-th value is stored by at least a majority.
+    stored.sort_unstable_by(|a, b| b.cmp(a));
+    stored.get(voters.len() / 2).copied()
 }

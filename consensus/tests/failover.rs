@@ -19,6 +19,12 @@ async fn leader_failover(n: usize) {
         assert_eq!(result.expect("commit"), CommandResult::PlanCommitted { epoch: i as u64 + 1 });
     }
 
+    let leader_view = cluster.node(first_leader).metrics();
+    assert!(leader_view.is_leader && leader_view.term > 0);
+    assert!(leader_view.committed_index >= leader_view.applied_index, "{leader_view:?}");
+    assert!(leader_view.committed_index >= Some(4), "three plans and the first leader's blank entry are committed");
+    assert_eq!(cluster.node(follower).metrics().leader, Some(first_leader));
+
     cluster.kill(first_leader);
     let survivors: Vec<_> = ids.iter().copied().filter(|id| *id != first_leader).collect();
     let second_leader = cluster.wait_leader(&survivors).await;
