@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use saturn_consensus::{
     AttemptEvent as StateEvent, AttemptStatus, ClusterState, Command, DispatchKind, JobId, JobRecord, LiveAttempt,
@@ -53,11 +53,13 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let reporter = tokio::spawn(report_events(services.clone(), events));
+    let mut exits_seen = BTreeMap::new();
     loop {
         if *shutdown.borrow() {
             break;
         }
-        reconcile(&config, services.as_ref(), &table, fenced.load(Ordering::Relaxed)).await;
+        let fenced = fenced.load(Ordering::Relaxed);
+        reconcile(&config, services.as_ref(), &table, fenced, &mut exits_seen).await;
         tokio::select! {
             _ = applied.changed() => {}
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
@@ -67,8 +69,20 @@ pub async fn run(
     reporter.abort();
 }
 
-/// One reconcile round: start what must run here, stop everything else.
-async fn reconcile(config: &ExecutorLoopConfig, services: &dyn AgentServices, table: &ProcessTable, fenced: bool) {
+/// How long an exit may stay unreported in the state before the reconcile loop reports
+/// it again. The event reporter normally commits it (after the attempt's last progress
+/// and step time) within moments; reporting it earlier would overtake those.
+const EXIT_REPORT_AGAIN_AFTER: Duration = Duration::from_secs(10);
+
+/// One reconcile round: start what must run here, stop everything else. `exits_seen`
+/// remembers when each exited-but-still-live attempt was first noticed.
+async fn reconcile(
+    config: &ExecutorLoopConfig,
+    services: &dyn AgentServices,
+    table: &ProcessTable,
+    fenced: bool,
+    exits_seen: &mut BTreeMap<AttemptKey, Instant>,
+) {
     if fenced {
         let stopped = table.retain(&BTreeSet::new(), config.fence_kill_grace);
         if !stopped.is_empty() {
@@ -95,11 +109,13 @@ async fn reconcile(config: &ExecutorLoopConfig, services: &dyn AgentServices, ta
         // An exit whose report was not committed (leader change, partition) is reported
         // again: the state still lists the attempt as live until it is.
         if let Some(exited) = table.finished(&key) {
-            if table.pid(&key).is_none() {
+            let first_seen = *exits_seen.entry(key.clone()).or_insert_with(Instant::now);
+            if table.pid(&key).is_none() && first_seen.elapsed() > EXIT_REPORT_AGAIN_AFTER {
                 propose_event(services, &key, exited, &mut Vec::new()).await;
             }
         }
     }
+    exits_seen.retain(|key, _| keep.contains(key));
     let stale = table.retain(&keep, config.kill_grace);
     if !stale.is_empty() {
         tracing::info!(?stale, "stopping attempts the cluster no longer runs here");
