@@ -13,7 +13,11 @@ use crate::job::{JobId, JobSpec, Placement};
 use crate::node::{AgentNode, GpuInfo};
 
 /// A job's lifecycle state (the `state` field of the job JSON).
+///
+/// Serialized in lowercase (`"queued"`), as in the job JSON; bincode encodes variants by
+/// index, so the renaming costs nothing on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for profiles.
     Queued,
@@ -57,8 +61,9 @@ impl std::fmt::Display for JobState {
     }
 }
 
-/// Whether a live attempt should be running.
+/// Whether a live attempt should be running (`"running"` / `"stopping"` in JSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttemptStatus {
     /// Dispatched; its executors should run it.
     Running,

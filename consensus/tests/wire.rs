@@ -123,8 +123,11 @@ fn a_busy_state_round_trips_as_a_snapshot_would() {
     let plan = StoredPlan { makespan_s: 60.5, lower_bound_s: 50.0, baseline_makespan_s: 90.0, solver: "milp".into(), assignments: vec![assignment], ..Default::default() };
     state.apply(&Command::CommitPlan { plan, at_ms: 2 });
     assert_eq!(round_trip(&state), state);
-    // The same state also renders as JSON (for debugging and the API).
-    assert!(serde_json::to_string(&state).is_ok());
+    // The same state also renders as JSON (for debugging and the API), states in lowercase.
+    let json = serde_json::to_value(&state).expect("state as JSON");
+    assert_eq!(json["jobs"]["j-000001"]["state"], "running");
+    assert_eq!(json["jobs"]["j-000001"]["live"]["status"], "running");
+    assert_eq!(serde_json::from_value::<ClusterState>(json).expect("JSON back"), state);
 }
 
 proptest! {
