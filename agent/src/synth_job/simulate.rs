@@ -15,6 +15,24 @@ use super::cost::{synthetic_step_time, Infeasible};
 use super::record::{self, SegmentRecord};
 use super::SynthJobArgs;
 
+/// `println!` that ignores write errors. When the agent dies, its end of the job's
+/// pipes closes and `println!` would panic; the job must instead get through the SIGTERM
+/// that follows (checkpoint, end record, exit 0), as the job contract promises.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores write errors, for the same reason as `say!`.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Report at most about this often, so a tiny step time does not flood the agent.
 const MIN_REPORT_INTERVAL_S: f64 = 0.005;
 /// A metric line goes with every this many step reports.
@@ -85,8 +103,8 @@ pub(super) async fn simulate(args: &SynthJobArgs, job: JobEnv) -> anyhow::Result
     let mut simulation = Simulation { args, job, rng: StdRng::seed_from_u64(seed), done, last_checkpoint: None };
     let outcome = simulation.run(&mut sigterm).await;
     match &outcome {
-        Outcome::Failed(why) | Outcome::BadInput(why) => eprintln!("synth-job: error: {why}"),
-        Outcome::Infeasible(why) => eprintln!("synth-job: {why}"),
+        Outcome::Failed(why) | Outcome::BadInput(why) => complain!("synth-job: error: {why}"),
+        Outcome::Infeasible(why) => complain!("synth-job: {why}"),
         _ => {}
     }
     segment.end_ms = Some(now_ms());
@@ -114,7 +132,7 @@ impl Simulation<'_> {
         let end = trial.map_or(self.job.steps, |steps| self.job.start_step + steps);
         let report_every = ((MIN_REPORT_INTERVAL_S / step_time).ceil() as u64).max(1);
         let checkpoint_every = self.args.checkpoint_every.unwrap_or((self.job.steps / 10).max(1));
-        println!(
+        say!(
             "synth-job: simulated training job {} attempt {}: {} on {} GPU(s) x {} host(s), {:.4} s/step, steps {}..{}",
             self.job.job_id, self.job.attempt, self.job.technique, self.job.gpus_per_host, self.job.nnodes, step_time,
             self.done, end
@@ -134,10 +152,10 @@ impl Simulation<'_> {
             self.done = step;
             let reports = step / report_every;
             if step.is_multiple_of(report_every) || step == end {
-                println!("SATURN step={step}");
+                say!("SATURN step={step}");
                 if reports.is_multiple_of(REPORTS_PER_METRIC) || step == end {
                     let noise = 1.0 + 0.002 * self.rng.gen_range(-1.0..=1.0);
-                    println!("SATURN metric loss={:.4}", loss_at(step, self.args.lr, self.args.batch_size) * noise);
+                    say!("SATURN metric loss={:.4}", loss_at(step, self.args.lr, self.args.batch_size) * noise);
                 }
             }
             if trial.is_none() && step.is_multiple_of(checkpoint_every) && step < end {
@@ -168,11 +186,11 @@ impl Simulation<'_> {
             )),
             Ok(Some(_)) => {
                 self.last_checkpoint = Some(start);
-                println!("synth-job: resuming from the checkpoint at step {start}");
+                say!("synth-job: resuming from the checkpoint at step {start}");
                 Ok(())
             }
             Ok(None) => {
-                eprintln!("synth-job: warning: no checkpoint at step {start} in {}; continuing from step {start}", dir.display());
+                complain!("synth-job: warning: no checkpoint at step {start} in {}; continuing from step {start}", dir.display());
                 Ok(())
             }
             Err(err) => Err(format!("cannot read the checkpoint at step {start} in {}: {err}", dir.display())),
@@ -187,13 +205,13 @@ impl Simulation<'_> {
                 .map_err(|err| format!("cannot write a checkpoint in {}: {err}", dir.display()))?;
             self.last_checkpoint = Some(self.done);
         }
-        println!("SATURN checkpoint step={}", self.done);
+        say!("SATURN checkpoint step={}", self.done);
         Ok(())
     }
 
     /// SIGTERM: checkpoint (not in a trial run) and stop.
     fn stop(&mut self, trial: bool) -> Outcome {
-        println!("synth-job: SIGTERM at step {}", self.done);
+        say!("synth-job: SIGTERM at step {}", self.done);
         if trial || self.done == 0 {
             return Outcome::Terminated;
         }
@@ -214,7 +232,7 @@ pub fn loss_at(step: u64, lr: f64, batch_size: u32) -> f64 {
 fn write_record(path: Option<&std::path::Path>, segment: &SegmentRecord) {
     if let Some(path) = path {
         if let Err(err) = record::append(path, segment) {
-            eprintln!("synth-job: warning: cannot append to {}: {err}", path.display());
+            complain!("synth-job: warning: cannot append to {}: {err}", path.display());
         }
     }
 }
