@@ -65,6 +65,7 @@ fn run(config: AgentConfig) -> Result<()> {
     let scheduler = SchedulerConfig {
         grace_period_ms: config.grace_period.as_millis() as u64,
         replan_interval_ms: config.replan_interval.as_millis() as u64,
+        solver: config.solver.clone(),
         ..SchedulerConfig::default()
     };
     let job_env = PASSED_TO_JOBS

@@ -125,7 +125,7 @@ pub async fn run(args: &DemoArgs) -> Result<i32> {
         names: (0..args.agents).map(|i| format!("demo-{}", (b'a' + (i % 26) as u8) as char)).collect(),
         gpus: args.gpus.clone(),
         bootstrap_expect: args.agents.min(3),
-        extra_args: vec!["--heartbeat-ms".into(), "250".into()],
+        extra_args: vec!["--heartbeat-ms".into(), "250".into(), "--solver".into(), args.solver.clone()],
         env: Vec::new(),
     };
     println!("Starting {} agents with simulated GPUs ({}) in {}", args.agents, args.gpus, base.display());

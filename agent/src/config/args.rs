@@ -86,6 +86,10 @@ pub struct AgentArgs {
     /// Seconds a job process gets between SIGTERM and SIGKILL [default: 30].
     #[arg(long, value_name = "SECONDS")]
     pub kill_grace_s: Option<u64>,
+    /// Planner of the leader: local-search (Saturn) or max-heuristic, optimus-greedy,
+    /// random (baselines, to measure against) [default: local-search].
+    #[arg(long, value_name = "SOLVER")]
+    pub solver: Option<String>,
     /// Write a new random cluster key (libp2p swarm.key format, mode 0600) to FILE and
     /// exit; give the same file to every agent with --cluster-key-file.
     #[arg(long, value_name = "FILE")]

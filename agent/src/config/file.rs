@@ -30,6 +30,7 @@ pub(crate) struct FileConfig {
     pub log_level: Option<String>,
     pub replan_interval_s: Option<u64>,
     pub kill_grace_s: Option<u64>,
+    pub solver: Option<String>,
 }
 
 /// Parses a config file's text; `path` names it in errors and anchors relative paths:

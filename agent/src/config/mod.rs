@@ -121,6 +121,8 @@ pub struct AgentConfig {
     pub kill_grace: Duration,
     /// The `--config` file, if one was read.
     pub config_file: Option<PathBuf>,
+    /// The leader's planner (`local-search` or a baseline).
+    pub solver: String,
 }
 
 impl AgentConfig {

@@ -233,6 +233,12 @@ pub fn resolve(
         )
     })?;
 
+    let (solver, origin) = pick("--solver", path, args.solver.clone(), parsed.solver);
+    let solver = solver.unwrap_or_else(|| "local-search".to_string());
+    if solver.parse::<saturn_planner::Solver>().is_err() {
+        return Err(origin.invalid(&solver, "not a solver; use local-search, max-heuristic, optimus-greedy or random".to_string()));
+    }
+
     Ok(AgentConfig {
         name,
         data_dir,
@@ -255,6 +261,7 @@ pub fn resolve(
         replan_interval: Duration::from_secs(replan_interval_s),
         kill_grace: Duration::from_secs(kill_grace_s),
         config_file: path.map(Path::to_path_buf),
+        solver,
     })
 }
 

@@ -64,6 +64,9 @@ pub struct SchedulerConfig {
     /// A proposed dispatch that the state does not show yet is not proposed again for
     /// this long (ms). Default 5 000.
     pub dispatch_cooldown_ms: u64,
+    /// Planner the leader uses: `local-search` (Saturn) or a baseline such as
+    /// `max-heuristic` (current practice), for measuring what Saturn's planning is worth.
+    pub solver: String,
 }
 
 impl Default for SchedulerConfig {
@@ -87,6 +90,7 @@ impl Default for SchedulerConfig {
             preempt_min_gain_fraction: 0.05,
             preempt_min_gain_s: 0.0,
             dispatch_cooldown_ms: 5_000,
+            solver: "local-search".to_string(),
         }
     }
 }

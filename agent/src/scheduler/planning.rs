@@ -124,7 +124,8 @@ pub fn replan(
         return Ok(PlanOutcome::default());
     }
     let started = Instant::now();
-    let options = solve_options(config, Solver::LocalSearch);
+    let policy = config.solver.parse::<Solver>().unwrap_or(Solver::LocalSearch);
+    let options = solve_options(config, policy);
     let free = solve(instance, &options)?;
     let baseline = solve(instance, &solve_options(config, Solver::MaxHeuristic))?;
     let moved = moved_jobs(instance, &free);
