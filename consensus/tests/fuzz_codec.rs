@@ -39,7 +39,8 @@ const ALLOCATION_BOUND: usize = 2 << 20;
 /// Cases per property: a few seconds in CI, more with `PROPTEST_CASES`.
 fn cases(default: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    ProptestConfig { cases, ..ProptestConfig::default() }
+    // No regression files: proptest cannot place them for an integration test.
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 /// Decodes `bytes` as every wire and disk type, checking each allocation stays bounded.
