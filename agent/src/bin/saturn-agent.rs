@@ -62,12 +62,16 @@ fn run(config: AgentConfig) -> Result<()> {
         .iter()
         .map(|g| GpuInfo { index: g.index, model: g.model.clone(), memory_mib: g.memory_mib })
         .collect();
-    let scheduler = SchedulerConfig {
+    let mut scheduler = SchedulerConfig {
         grace_period_ms: config.grace_period.as_millis() as u64,
         replan_interval_ms: config.replan_interval.as_millis() as u64,
         solver: config.solver.clone(),
         ..SchedulerConfig::default()
     };
+    if !config.introspection {
+        // A gain can never exceed an infinite threshold: running jobs stay where they are.
+        scheduler.preempt_min_gain_s = f64::INFINITY;
+    }
     let job_env = PASSED_TO_JOBS
         .iter()
         .filter_map(|key| std::env::var(key).ok().map(|value| (key.to_string(), value)))

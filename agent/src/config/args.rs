@@ -90,6 +90,10 @@ pub struct AgentArgs {
     /// random (baselines, to measure against) [default: local-search].
     #[arg(long, value_name = "SOLVER")]
     pub solver: Option<String>,
+    /// Never preempt a running job to move it to a better configuration (Saturn's
+    /// introspection off), to measure what introspection adds.
+    #[arg(long)]
+    pub no_introspection: bool,
     /// Write a new random cluster key (libp2p swarm.key format, mode 0600) to FILE and
     /// exit; give the same file to every agent with --cluster-key-file.
     #[arg(long, value_name = "FILE")]

@@ -31,6 +31,7 @@ pub(crate) struct FileConfig {
     pub replan_interval_s: Option<u64>,
     pub kill_grace_s: Option<u64>,
     pub solver: Option<String>,
+    pub no_introspection: Option<bool>,
 }
 
 /// Parses a config file's text; `path` names it in errors and anchors relative paths:

@@ -123,6 +123,8 @@ pub struct AgentConfig {
     pub config_file: Option<PathBuf>,
     /// The leader's planner (`local-search` or a baseline).
     pub solver: String,
+    /// Whether the leader may preempt running jobs to move them (introspection).
+    pub introspection: bool,
 }
 
 impl AgentConfig {

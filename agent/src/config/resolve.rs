@@ -262,6 +262,7 @@ pub fn resolve(
         kill_grace: Duration::from_secs(kill_grace_s),
         config_file: path.map(Path::to_path_buf),
         solver,
+        introspection: !(args.no_introspection || parsed.no_introspection.unwrap_or(false)),
     })
 }
 
