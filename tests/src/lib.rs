@@ -5,6 +5,7 @@
 //! Every process a test starts is stopped when its [`Harness`] is dropped, and the
 //! temporary directory is removed (kept, and its path printed, when the test failed).
 
+pub mod chaos;
 pub mod netns;
 pub mod records;
 
@@ -182,4 +183,135 @@ max_restarts = 2
         saturn = saturn.display(),
         lrs = lrs.join(", "),
     )
+}
+
+impl Harness {
+    /// Runs the `saturn` CLI against agent `i` with `--json` added and parses the one
+    /// JSON document it prints (what a user scripting the CLI gets).
+    pub async fn cli_json<T: serde::de::DeserializeOwned>(&self, i: usize, args: &[&str]) -> Result<T> {
+        let url = self.cluster.agents[i].api_url();
+        let run = tokio::process::Command::new(&self.saturn)
+            .arg("--addr")
+            .arg(&url)
+            .args(args)
+            .arg("--json")
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .map_err(|_| anyhow::anyhow!("saturn {} did not answer in 30 s", args.join(" ")))??;
+        if !output.status.success() {
+            bail!("saturn {} failed ({}): {}", args.join(" "), output.status, String::from_utf8_lossy(&output.stderr).trim());
+        }
+        serde_json::from_slice(&output.stdout)
+            .map_err(|err| anyhow::anyhow!("saturn {} printed no JSON document ({err}): {}", args.join(" "), String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+/// The first of `n` consecutive TCP ports on 127.0.0.1 that are all free right now, for
+/// scripts that take a port base and count up from it. Bases are drawn at random below
+/// the usual ephemeral range (where `free_port` answers come from), so tests running in
+/// parallel do not pick the same block.
+pub fn free_port_block(n: u16) -> Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    const LOW: u64 = 20_000;
+    const SPAN: u64 = 12_000;
+    for attempt in 0u64..500 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(attempt);
+        let base = u16::try_from(LOW + hasher.finish() % (SPAN - u64::from(n)))?;
+        // Holding every listener at once proves the whole block free at one moment.
+        let held: Vec<_> = (base..base + n).map_while(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok()).collect();
+        if held.len() == usize::from(n) {
+            return Ok(base);
+        }
+    }
+    bail!("no block of {n} free ports found between {LOW} and {}", LOW + SPAN)
+}
+
+/// `target/test-artifacts`: where tests leave files for a person to look at (screenshots).
+pub fn artifacts_dir() -> Result<PathBuf> {
+    let bin_dir = sibling_bin_dir()?;
+    let target = bin_dir.parent().unwrap_or(&bin_dir);
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// What one run of the `saturn` CLI did.
+#[derive(Clone, Debug)]
+pub struct CliRun {
+    /// Exit status (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl Harness {
+    /// Runs `saturn --addr <agent i> ARGS` as a user would (nothing added), in the test's
+    /// directory, and fails when it has not exited after `timeout`.
+    pub async fn cli(&self, i: usize, args: &[&str], timeout: Duration) -> Result<CliRun> {
+        let run = tokio::process::Command::new(&self.saturn)
+            .arg("--addr")
+            .arg(self.cluster.agents[i].api_url())
+            .args(args)
+            .current_dir(self.dir())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| anyhow::anyhow!("saturn {} had not exited after {timeout:?}", args.join(" ")))??;
+        Ok(CliRun {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// The index of the agent that agent `i` reports as the leader.
+    pub async fn leader_index(&self, i: usize) -> Result<usize> {
+        let status = self.status(i).await?;
+        let Some(leader) = status.leader else { bail!("agent {i} knows no leader") };
+        match self.cluster.agents.iter().position(|a| a.name == leader) {
+            Some(index) => Ok(index),
+            None => bail!("the leader {leader} is not one of this test's agents"),
+        }
+    }
+
+    /// Live processes of job `job` of this test, found in /proc by their environment:
+    /// `SATURN_JOB_ID`, and this harness's record file, so that tests running side by
+    /// side never mistake each other's `j-000001` for their own.
+    pub fn job_pids(&self, job: &str) -> Vec<u32> {
+        let id = format!("SATURN_JOB_ID={job}");
+        let records = format!("SATURN_SYNTH_RECORD_FILE={}", self.records.display());
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // A process that exits meanwhile (or a zombie) has no readable environment.
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+                vars.contains(&id.as_bytes()) && vars.contains(&records.as_bytes())
+            })
+            .collect()
+    }
+}
+
+/// Every record segment (ended, and started but never ended), checked for the two
+/// exclusivity invariants: no (agent, GPU) used by two jobs at once, no job running two
+/// attempts at once. Returns the segments for further checks.
+pub fn exclusive_segments(path: &std::path::Path) -> Result<Vec<records::Record>> {
+    let (ended, open) = records::segments(&records::read(path));
+    let all: Vec<records::Record> = ended.into_iter().chain(open).collect();
+    let overlaps = records::gpu_overlaps(&all);
+    if !overlaps.is_empty() {
+        bail!("{} pairs of jobs used one GPU at the same time, e.g. {:?}", overlaps.len(), overlaps[0]);
+    }
+    let concurrent = records::concurrent_attempts(&all);
+    if !concurrent.is_empty() {
+        bail!("{} pairs of attempts of one job ran at the same time, e.g. {:?}", concurrent.len(), concurrent[0]);
+    }
+    Ok(all)
 }

@@ -1,0 +1,260 @@
+//! Scenario: a 3-agent mesh runs a sweep of the simulated job while an operator scrapes
+//! every agent's `/metrics` and follows one job's log through an agent that does not run
+//! it.
+//!
+//! - `/metrics` is Prometheus text (every line parses; every sample is documented and
+//!   unique) and carries, per agent, GPUs total/busy, jobs by state, Raft term, role,
+//!   commit index, leader changes, dispatches, preemptions, profiling seconds, planner
+//!   solve time and predicted makespan, and per job steps done and step rate;
+//! - while the sweep runs, busy GPUs and a positive step rate show up;
+//! - once it is over, every agent's numbers equal what `saturn status --json` and
+//!   `saturn job status --json` print;
+//! - `saturn job logs ID -f` on another agent streams the job's output while it runs and
+//!   ends, with status 0, when the job ends.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use prometheus_parse::{LineInfo, Scrape, Value};
+use saturn_tests::{eventually, synth_sweep, Harness, Setup};
+use serde_json::Value as Json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+const JOBS: usize = 4;
+const STEPS: u64 = 400;
+const STATES: [&str; 7] = ["queued", "profiling", "scheduled", "running", "completed", "failed", "cancelled"];
+/// What every agent reports whether or not it leads, whether or not there is a plan.
+const PER_AGENT: [&str; 14] = [
+    "saturn_gpus_total",
+    "saturn_gpus_busy",
+    "saturn_agent_gpus_total",
+    "saturn_agent_gpus_busy",
+    "saturn_jobs",
+    "saturn_raft_term",
+    "saturn_raft_role",
+    "saturn_raft_commit_index",
+    "saturn_raft_leader_changes",
+    "saturn_dispatches",
+    "saturn_preemptions",
+    "saturn_profiling_seconds",
+    "saturn_planner_solve_seconds",
+    "saturn_planner_predicted_makespan_seconds",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_agree_with_the_cli_and_a_log_follows_across_hosts() {
+    let harness = Harness::start(&Setup::new(3)).expect("agents start");
+    if let Err(err) = scenario(&harness).await {
+        panic!("{err:#}\n{}", harness.logs());
+    }
+}
+
+async fn scenario(harness: &Harness) -> Result<()> {
+    for i in 0..3 {
+        harness.wait_formed(i, 3, Duration::from_secs(40)).await?;
+    }
+    for i in 0..3 {
+        eventually(&format!("agent {i}'s metrics before any job"), Duration::from_secs(20), || async {
+            let scrape = scrape(harness, i).await?;
+            missing(&scrape, &PER_AGENT).map(|()| Some(()))
+        })
+        .await?;
+    }
+    let term_before = harness.status(0).await?.term;
+    let submitted = harness.submit(0, &synth_sweep(&harness.saturn, "metrics", JOBS, STEPS, "")).await?;
+    let ids: Vec<String> = submitted.jobs.iter().map(|j| j.id.clone()).collect();
+
+    // Follow the first job's log through an agent that does not run it.
+    let followed = ids[0].clone();
+    let (viewer, host) = eventually("the first job running", Duration::from_secs(40), || async {
+        let jobs = harness.jobs(0).await?;
+        let Some(job) = jobs.iter().find(|j| j.id == followed && j.state == "running") else { return Ok(None) };
+        let Some(host) = job.placement.first().map(|p| p.host.clone()) else { return Ok(None) };
+        let viewer = harness.cluster.agents.iter().position(|a| a.name != host).context("another agent")?;
+        Ok(Some((viewer, host)))
+    })
+    .await?;
+    let mut follower = tokio::process::Command::new(&harness.saturn)
+        .args(["--addr", &harness.cluster.agents[viewer].api_url(), "job", "logs", &followed, "-f"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut follower_out = BufReader::new(follower.stdout.take().context("piped stdout")?);
+    let first_step = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut line = String::new();
+        while follower_out.read_line(&mut line).await? > 0 {
+            if line.starts_with("SATURN step=") {
+                return Ok(line);
+            }
+            line.clear();
+        }
+        bail!("the log stream of {followed} ended without a step line")
+    })
+    .await
+    .context("no step line from `saturn job logs -f` within 20 s")??;
+    let state = harness.client(viewer).get_json::<Json>(&format!("/v1/jobs/{followed}")).await?;
+    assert!(
+        !matches!(state["state"].as_str(), Some("completed" | "failed" | "cancelled")),
+        "{first_step:?} arrived only after the job ended; the log did not stream live from {host}"
+    );
+
+    eventually("busy GPUs and a positive step rate while the sweep runs", Duration::from_secs(30), || async {
+        let scrape = scrape(harness, viewer).await?;
+        let busy = value(&scrape, "saturn_gpus_busy", &[]).unwrap_or(0.0);
+        let rate = ids.iter().filter_map(|id| value(&scrape, "saturn_job_step_rate", &[("job", id)])).fold(0.0, f64::max);
+        Ok((busy > 0.0 && rate > 0.0).then_some(()))
+    })
+    .await?;
+
+    let jobs = harness.wait_jobs_ended(0, &ids, Duration::from_secs(60)).await?;
+    assert!(jobs.iter().all(|j| j.state == "completed"), "every job completes: {jobs:?}");
+
+    let status = tokio::time::timeout(Duration::from_secs(20), follower.wait())
+        .await
+        .context("`saturn job logs -f` still running 20 s after its job ended")??;
+    let mut rest = String::new();
+    follower_out.read_to_string(&mut rest).await?;
+    assert!(status.success(), "`saturn job logs -f` exited with {status}");
+    assert!(rest.lines().any(|l| l == format!("SATURN step={STEPS}")), "the followed log misses the last step:\n{rest}");
+
+    for i in 0..3 {
+        eventually(&format!("agent {i}'s metrics to equal the CLI's numbers"), Duration::from_secs(20), || async {
+            compare(harness, i).await
+        })
+        .await?;
+    }
+
+    // The leader did the planning and profiling (when it led throughout).
+    let status = harness.status(0).await?;
+    if status.term == term_before {
+        let leader = status.leader.context("a leader")?;
+        let i = harness.cluster.agents.iter().position(|a| a.name == leader).context("the leader is ours")?;
+        let scrape = scrape(harness, i).await?;
+        for name in ["saturn_planner_solves", "saturn_profiling_seconds", "saturn_plan_makespan_seconds", "saturn_planner_predicted_makespan_seconds"] {
+            let v = value(&scrape, name, &[]).with_context(|| format!("{name} on the leader"))?;
+            assert!(v > 0.0, "{name} is {v} on the leader after a profiled, planned sweep");
+        }
+    }
+    Ok(())
+}
+
+/// One quiescent comparison of agent `i`'s metrics with the CLI: `None` when the CLI's
+/// answers changed while the metrics were read (retry), an error on a mismatch.
+async fn compare(harness: &Harness, i: usize) -> Result<Option<()>> {
+    let name = harness.cluster.agents[i].name.clone();
+    let status: Json = harness.cli_json(i, &["status"]).await?;
+    let jobs: Json = harness.cli_json(i, &["job", "status"]).await?;
+    let scrape = scrape(harness, i).await?;
+    let (status_after, jobs_after): (Json, Json) = (harness.cli_json(i, &["status"]).await?, harness.cli_json(i, &["job", "status"]).await?);
+    if cli_numbers(&status, &jobs) != cli_numbers(&status_after, &jobs_after) {
+        return Ok(None);
+    }
+    missing(&scrape, &PER_AGENT)?;
+    missing(&scrape, &["saturn_plan_makespan_seconds"])?;
+
+    let agents = status["agents"].as_array().context("status lists agents")?;
+    let gpus = |a: &Json| a["gpus"].as_array().cloned().unwrap_or_default();
+    let healthy: Vec<&Json> = agents.iter().filter(|a| a["healthy"] == true).collect();
+    let me = agents.iter().find(|a| a["name"] == name.as_str()).context("status lists this agent")?;
+    let mut expected: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+        ("saturn_gpus_total", vec![], healthy.iter().map(|a| gpus(a).len()).sum::<usize>() as f64),
+        ("saturn_gpus_busy", vec![], agents.iter().flat_map(gpus).filter(|g| !g["busy_job"].is_null()).count() as f64),
+        ("saturn_agent_gpus_total", vec![], gpus(me).len() as f64),
+        ("saturn_agent_gpus_busy", vec![], gpus(me).iter().filter(|g| !g["busy_job"].is_null()).count() as f64),
+        ("saturn_agents_up", vec![], healthy.len() as f64),
+        ("saturn_raft_term", vec![], status["term"].as_f64().context("status has a term")?),
+        ("saturn_raft_is_leader", vec![], if status["leader"] == name.as_str() { 1.0 } else { 0.0 }),
+        ("saturn_raft_role", vec![("role", me["role"].as_str().context("a role")?)], 1.0),
+    ];
+    let jobs = jobs["jobs"].as_array().context("job status lists jobs")?;
+    for state in STATES {
+        let count = jobs.iter().filter(|j| j["state"] == state).count() as f64;
+        expected.push(("saturn_jobs", vec![("state", state)], count));
+    }
+    for job in jobs {
+        let id = job["id"].as_str().context("a job id")?;
+        expected.push(("saturn_job_steps_done", vec![("job", id)], job["steps_done"].as_f64().context("steps_done")?));
+        if job["state"] != "running" {
+            expected.push(("saturn_job_step_rate", vec![("job", id)], 0.0));
+        }
+    }
+    for (metric, labels, want) in expected {
+        let got = value(&scrape, metric, &labels).with_context(|| format!("agent {i} has no {metric}{labels:?}"))?;
+        if (got - want).abs() > 1e-9 {
+            bail!("agent {i}: {metric}{labels:?} is {got}, the CLI says {want}");
+        }
+    }
+    let job_series = scrape.samples.iter().filter(|s| s.metric == "saturn_job_steps_done").count();
+    if job_series != jobs.len() {
+        bail!("agent {i}: {job_series} saturn_job_steps_done series for {} jobs", jobs.len());
+    }
+    for (metric, at_least) in [("saturn_raft_commit_index", 1.0), ("saturn_raft_leader_changes", 1.0), ("saturn_dispatches", JOBS as f64)] {
+        let got = value(&scrape, metric, &[]).context(metric)?;
+        if got < at_least {
+            bail!("agent {i}: {metric} is {got}, expected at least {at_least}");
+        }
+    }
+    Ok(Some(()))
+}
+
+/// The CLI's numbers the metrics are compared with (heartbeat noise such as the applied
+/// index or GPU utilisation left out).
+fn cli_numbers(status: &Json, jobs: &Json) -> Json {
+    let agents: Vec<Json> = status["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let busy: Vec<&Json> = a["gpus"].as_array().into_iter().flatten().map(|g| &g["busy_job"]).collect();
+            serde_json::json!([a["name"], a["role"], a["healthy"], busy])
+        })
+        .collect();
+    let jobs: Vec<Json> = jobs["jobs"].as_array().into_iter().flatten().map(|j| serde_json::json!([j["id"], j["state"], j["steps_done"]])).collect();
+    serde_json::json!([status["leader"], status["term"], agents, jobs])
+}
+
+/// Agent `i`'s `/metrics`, checked line by line to be Prometheus text, then parsed.
+async fn scrape(harness: &Harness, i: usize) -> Result<Scrape> {
+    let text = harness.client(i).get_text("/metrics").await?;
+    for (n, line) in text.lines().enumerate() {
+        // OpenMetrics' end marker; a comment to a Prometheus text parser.
+        if line == "# EOF" {
+            continue;
+        }
+        if matches!(LineInfo::parse(line), LineInfo::Ignored) {
+            bail!("agent {i} /metrics line {}: not Prometheus text: {line:?}", n + 1);
+        }
+    }
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?;
+    let mut seen = HashSet::new();
+    for sample in &scrape.samples {
+        if !scrape.docs.contains_key(&sample.metric) {
+            bail!("agent {i}: {} has no HELP line", sample.metric);
+        }
+        let labels: BTreeMap<&String, &String> = sample.labels.iter().collect();
+        if !seen.insert(format!("{}{labels:?}", sample.metric)) {
+            bail!("agent {i}: {} {labels:?} appears twice", sample.metric);
+        }
+    }
+    Ok(scrape)
+}
+
+/// An error naming every metric of `names` that `scrape` lacks.
+fn missing(scrape: &Scrape, names: &[&str]) -> Result<()> {
+    let absent: Vec<&&str> = names.iter().filter(|n| !scrape.samples.iter().any(|s| s.metric == **n)).collect();
+    if absent.is_empty() {
+        Ok(())
+    } else {
+        bail!("/metrics lacks {absent:?}")
+    }
+}
+
+/// The value of the sample `metric` whose labels include `labels`.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let sample = scrape.samples.iter().find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
+    match sample.value {
+        Value::Gauge(v) | Value::Counter(v) | Value::Untyped(v) => Some(v),
+        Value::Histogram(_) | Value::Summary(_) => None,
+    }
+}
