@@ -6,6 +6,8 @@
 //! Fencing: the executor acts only on applied state, never on proposals, and it stops
 //! every process here when this agent is cut off from a quorum (`fenced`), so a
 //! partitioned agent cannot keep GPUs busy with attempts the majority has given away.
+//! What the fence stops, and what a previous run of this agent left behind, is handed
+//! back rather than failed (see [`hand_back`](super::hand_back)).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use saturn_consensus::{
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{now_ms, AgentServices};
+use super::hand_back::{preempt_before_exit, HandBacks};
 use crate::executor::{AttemptEvent, AttemptKey, AttemptSpec, Gang, ProcessEvent, ProcessTable};
 
 /// How often the processes are reconciled even when the state does not change.
@@ -43,6 +46,10 @@ pub struct ExecutorLoopConfig {
 }
 
 /// Runs the reconcile loop and the event reporter until `shutdown` flips.
+/// `leftovers` are the attempts whose processes a previous run of this agent started:
+/// the restart ended them, so they are never started again here but handed back, and
+/// their jobs resume from their last checkpoint in a new attempt.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: ExecutorLoopConfig,
     services: Arc<dyn AgentServices>,
@@ -50,16 +57,29 @@ pub async fn run(
     events: mpsc::UnboundedReceiver<AttemptEvent>,
     mut applied: watch::Receiver<u64>,
     fenced: Arc<AtomicBool>,
+    leftovers: Vec<AttemptKey>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let reporter = tokio::spawn(report_events(services.clone(), events));
+    let hand_backs = HandBacks::default();
+    let leftover_exit = ProcessEvent::Exited { code: None, signal: None, error: Some("ended when its agent restarted".into()) };
+    for key in &leftovers {
+        table.mark_finished(key, leftover_exit.clone());
+        hand_backs.add(key.clone());
+    }
+    let reporter = tokio::spawn(report_events(services.clone(), events, hand_backs.clone()));
+    let (report_services, report_hand_backs) = (services.clone(), hand_backs.clone());
+    tokio::spawn(async move {
+        for key in leftovers {
+            propose_event(report_services.as_ref(), &key, leftover_exit.clone(), &mut Vec::new(), &report_hand_backs).await;
+        }
+    });
     let mut exits_seen = BTreeMap::new();
     loop {
         if *shutdown.borrow() {
             break;
         }
         let fenced = fenced.load(Ordering::Relaxed);
-        reconcile(&config, services.as_ref(), &table, fenced, &mut exits_seen).await;
+        reconcile(&config, services.as_ref(), &table, fenced, &mut exits_seen, &hand_backs).await;
         tokio::select! {
             _ = applied.changed() => {}
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
@@ -82,9 +102,13 @@ async fn reconcile(
     table: &ProcessTable,
     fenced: bool,
     exits_seen: &mut BTreeMap<AttemptKey, Instant>,
+    hand_backs: &HandBacks,
 ) {
     if fenced {
         let stopped = table.retain(&BTreeSet::new(), config.fence_kill_grace);
+        for key in &stopped {
+            hand_backs.add(key.clone());
+        }
         if !stopped.is_empty() {
             tracing::warn!(?stopped, "cut off from the cluster's quorum: stopping every job process here");
         }
@@ -111,11 +135,13 @@ async fn reconcile(
         if let Some(exited) = table.finished(&key) {
             let first_seen = *exits_seen.entry(key.clone()).or_insert_with(Instant::now);
             if table.pid(&key).is_none() && first_seen.elapsed() > EXIT_REPORT_AGAIN_AFTER {
-                propose_event(services, &key, exited, &mut Vec::new()).await;
+                propose_event(services, &key, exited, &mut Vec::new(), hand_backs).await;
             }
         }
     }
     exits_seen.retain(|key, _| keep.contains(key));
+    let running: BTreeSet<AttemptKey> = table.running().into_iter().collect();
+    hand_backs.retain(|key| keep.contains(key) || running.contains(key));
     let stale = table.retain(&keep, config.kill_grace);
     if !stale.is_empty() {
         tracing::info!(?stale, "stopping attempts the cluster no longer runs here");
@@ -183,7 +209,7 @@ fn master_port(job: &JobId, attempt: u32) -> u16 {
 /// step reports travel with the next one. Progress is best-effort (a newer report
 /// follows), except the last one before an exit: whether exit 0 means "completed"
 /// depends on the final step count, so it is re-sent reliably ahead of the `Exited`.
-async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::UnboundedReceiver<AttemptEvent>) {
+async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::UnboundedReceiver<AttemptEvent>, hand_backs: HandBacks) {
     let mut pending_metrics: BTreeMap<AttemptKey, Vec<(String, f64)>> = BTreeMap::new();
     let mut unsent_step: BTreeMap<AttemptKey, u64> = BTreeMap::new();
     while let Some(AttemptEvent { key, event }) = events.recv().await {
@@ -208,7 +234,7 @@ async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::Unbou
             _ => None,
         };
         let mut metrics = pending_metrics.remove(&key).unwrap_or_default();
-        let committed = propose_event(services.as_ref(), &key, event, &mut metrics).await;
+        let committed = propose_event(services.as_ref(), &key, event, &mut metrics, &hand_backs).await;
         if let Some(step) = step {
             if committed {
                 unsent_step.remove(&key);
@@ -219,8 +245,15 @@ async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::Unbou
     }
 }
 
-/// Proposes one process event; returns whether it was committed.
-async fn propose_event(services: &dyn AgentServices, key: &AttemptKey, event: ProcessEvent, metrics: &mut Vec<(String, f64)>) -> bool {
+/// Proposes one process event; returns whether it was committed. The exit of a
+/// hand-back follows a committed `Preempt`, so it does not count as a failure.
+async fn propose_event(
+    services: &dyn AgentServices,
+    key: &AttemptKey,
+    event: ProcessEvent,
+    metrics: &mut Vec<(String, f64)>,
+    hand_backs: &HandBacks,
+) -> bool {
     let (state_event, important) = match event {
         ProcessEvent::Started { .. } => (StateEvent::Started, true),
         ProcessEvent::Step { step, .. } => (StateEvent::Progress { step, metrics: std::mem::take(metrics) }, false),
@@ -230,6 +263,9 @@ async fn propose_event(services: &dyn AgentServices, key: &AttemptKey, event: Pr
         ProcessEvent::Checkpoint { step } => (StateEvent::Checkpoint { step }, true),
         ProcessEvent::Metric { .. } => return true,
         ProcessEvent::Exited { code, signal, error } => {
+            if hand_backs.contains(key) && !preempt_before_exit(services, key).await {
+                return false;
+            }
             let error = error.or_else(|| signal.map(|s| format!("killed by signal {s}")));
             (StateEvent::Exited { code, error }, true)
         }

@@ -6,11 +6,13 @@
 //! - [`membership`]: cluster formation and voter upkeep.
 //! - [`soft`]: heartbeats and the failure detector.
 //! - [`executor_loop`]: replicated state → job processes, and their events back.
+//! - [`hand_back`]: exits that are the agent's doing (fence, restart), not the job's.
 //! - [`services`]: what the API and loops call on the agent.
 //! - [`logs`]: job logs across hosts.
 //! - `tasks`: the mesh event loop, heartbeats and the quorum fence.
 
 pub mod executor_loop;
+pub mod hand_back;
 pub mod logs;
 pub mod membership;
 pub mod raft_net;
@@ -158,6 +160,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         process_events,
         node.subscribe(),
         fenced.clone(),
+        orphans.iter().map(|record| record.key()).collect(),
         stop_rx.clone(),
     ));
     handles.push(tokio::spawn(tasks::scheduler(settings.clone(), node.clone(), soft.clone(), services.clone())));

@@ -224,6 +224,13 @@ impl ProcessTable {
         self.shared.lock().live.keys().cloned().collect()
     }
 
+    /// Remembers an attempt as exited with `exited` without running it here: a process
+    /// of a previous agent run, ended on restart. It is never started again, and
+    /// [`finished`](Self::finished) returns `exited` so its exit can be reported.
+    pub fn mark_finished(&self, key: &AttemptKey, exited: ProcessEvent) {
+        self.shared.finish(key, exited);
+    }
+
     /// The pid of a running attempt.
     pub fn pid(&self, key: &AttemptKey) -> Option<u32> {
         self.shared.lock().live.get(key)?.process.as_ref().map(AttemptProcess::pid)
