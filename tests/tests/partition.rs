@@ -50,9 +50,9 @@ fn setup(agents: usize) -> Setup {
 }
 
 /// Runs a scenario; on failure panics with the error and every agent's log tail.
-async fn run(net: &NetnsCluster, scenario: impl std::future::Future<Output = Result<()>>) {
+async fn run(cluster: &NetnsCluster, scenario: impl std::future::Future<Output = Result<()>>) {
     if let Err(err) = scenario.await {
-        panic!("{err:#}\n{}", net.logs());
+        panic!("{err:#}\n{}", cluster.logs());
     }
 }
 
@@ -64,14 +64,14 @@ struct Agreement {
 }
 
 /// Waits until every agent names the same leader and lists the same jobs, and `holds`.
-async fn agreement(net: &NetnsCluster, what: &str, holds: impl Fn(&Agreement) -> bool) -> Result<Agreement> {
+async fn agreement(cluster: &NetnsCluster, what: &str, holds: impl Fn(&Agreement) -> bool) -> Result<Agreement> {
     let what = format!("one leader and one job list on every agent, {what}");
     eventually(&what, SETTLE, || async {
         let mut leaders = Vec::new();
         let mut lists = Vec::new();
-        for i in 0..net.agents.len() {
-            leaders.push(net.status(i).await?.leader);
-            lists.push(net.jobs(i).await?.into_iter().map(|j| (j.id, j.name)).collect::<Vec<_>>());
+        for i in 0..cluster.agents.len() {
+            leaders.push(cluster.status(i).await?.leader);
+            lists.push(cluster.jobs(i).await?.into_iter().map(|j| (j.id, j.name)).collect::<Vec<_>>());
         }
         let same_lists = lists.iter().all(|l| *l == lists[0]);
         match &leaders[0] {
@@ -86,13 +86,13 @@ async fn agreement(net: &NetnsCluster, what: &str, holds: impl Fn(&Agreement) ->
 }
 
 /// A one-job sweep that will not finish during the test.
-fn one_job(net: &NetnsCluster, name: &str) -> String {
-    synth_sweep(&net.saturn, name, 1, 1_000_000, "")
+fn one_job(cluster: &NetnsCluster, name: &str) -> String {
+    synth_sweep(&cluster.saturn, name, 1, 1_000_000, "")
 }
 
-fn no_panics(net: &NetnsCluster) -> Result<()> {
-    for (i, agent) in net.agents.iter().enumerate() {
-        ensure!(!net.log(i).contains("panicked at"), "{} panicked (see its log)", agent.name);
+fn no_panics(cluster: &NetnsCluster) -> Result<()> {
+    for (i, agent) in cluster.agents.iter().enumerate() {
+        ensure!(!cluster.log(i).contains("panicked at"), "{} panicked (see its log)", agent.name);
     }
     Ok(())
 }
@@ -103,34 +103,34 @@ fn now_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_cannot_commit_and_rejoins_the_majority() {
-    let Some(net) = start(&setup(3)) else { return };
-    run(&net, isolated_leader(&net)).await;
+    let Some(cluster) = start(&setup(3)) else { return };
+    run(&cluster, isolated_leader(&cluster)).await;
 }
 
-async fn isolated_leader(net: &NetnsCluster) -> Result<()> {
-    let formed = agreement(net, "formed", |_| true).await?;
-    let old = net.index_of(&formed.leader).context("the leader is one of ours")?;
+async fn isolated_leader(cluster: &NetnsCluster) -> Result<()> {
+    let formed = agreement(cluster, "formed", |_| true).await?;
+    let old = cluster.index_of(&formed.leader).context("the leader is one of ours")?;
     let majority: Vec<usize> = (0..3).filter(|i| *i != old).collect();
 
-    net.isolate(old)?;
-    net.wait_status(majority[0], "a leader other than the isolated one", SETTLE, |s| {
+    cluster.links.isolate(old)?;
+    cluster.wait_status(majority[0], "a leader other than the isolated one", SETTLE, |s| {
         s.leader.as_deref().is_some_and(|l| l != formed.leader)
     })
     .await?;
-    let accepted = net.submit(majority[1], &one_job(net, "majority"), SUBMIT).await?;
+    let accepted = cluster.submit(majority[1], &one_job(cluster, "majority"), SUBMIT).await?;
     let accepted_id = accepted.jobs[0].id.clone();
 
     // Through the isolated leader a submission must fail or time out, and while it is
     // tried the old leader's job list must never show the majority's job.
-    let stale_file = one_job(net, "stale");
-    let stale = net.submit(old, &stale_file, REFUSAL);
+    let stale_file = one_job(cluster, "stale");
+    let stale = cluster.submit(old, &stale_file, REFUSAL);
     tokio::pin!(stale);
     let mut looks = 0;
     let stale = loop {
         tokio::select! {
             result = &mut stale => break result,
             _ = tokio::time::sleep(Duration::from_millis(300)) => {
-                let jobs = net.jobs(old).await?;
+                let jobs = cluster.jobs(old).await?;
                 looks += 1;
                 if let Some(job) = jobs.iter().find(|j| j.id == accepted_id || j.name.starts_with("stale")) {
                     bail!("the isolated old leader lists {job:?}: it applied what it cannot have committed");
@@ -148,135 +148,144 @@ async fn isolated_leader(net: &NetnsCluster) -> Result<()> {
     }
     ensure!(looks >= 3, "the old leader's job list was looked at only {looks} times");
 
-    net.heal(old)?;
-    let healed = agreement(net, "the majority's job among them", |a| a.jobs.iter().any(|(id, _)| *id == accepted_id)).await?;
+    cluster.links.heal(old)?;
+    let healed = agreement(cluster, "the majority's job among them", |a| a.jobs.iter().any(|(id, _)| *id == accepted_id)).await?;
     ensure!(
         !healed.jobs.iter().any(|(_, name)| name.starts_with("stale")),
         "a submission refused by the isolated leader was committed later: {:?}",
         healed.jobs
     );
-    no_panics(net)
+    no_panics(cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_can_only_send_or_only_receive_is_replaced() {
-    let Some(net) = start(&setup(3)) else { return };
-    run(&net, one_way_leader(&net)).await;
+    let Some(cluster) = start(&setup(3)) else { return };
+    run(&cluster, one_way_leader(&cluster)).await;
 }
 
-async fn one_way_leader(net: &NetnsCluster) -> Result<()> {
+async fn one_way_leader(cluster: &NetnsCluster) -> Result<()> {
     let mut acknowledged = Vec::new();
-    let mut leader = agreement(net, "formed", |_| true).await?.leader;
+    let mut leader = agreement(cluster, "formed", |_| true).await?.leader;
     for (round, deaf) in [("deaf leader", true), ("mute leader", false)] {
-        let l = net.index_of(&leader).context("the leader is one of ours")?;
+        let l = cluster.index_of(&leader).context("the leader is one of ours")?;
         let followers: Vec<usize> = (0..3).filter(|i| *i != l).collect();
         for &f in &followers {
             // Deaf: the leader still sends, hears nothing. Mute: the reverse.
             if deaf {
-                net.drop_from(f, l)?;
+                cluster.links.drop_from(f, l)?;
             } else {
-                net.drop_from(l, f)?;
+                cluster.links.drop_from(l, f)?;
             }
         }
         // The followers cannot keep a leader they cannot talk both ways with.
-        net.wait_status(followers[0], &format!("{round}: a new leader"), SETTLE, |s| {
+        cluster.wait_status(followers[0], &format!("{round}: a new leader"), SETTLE, |s| {
             s.leader.as_deref().is_some_and(|new| new != leader)
         })
         .await?;
-        let submitted = net.submit(followers[1], &one_job(net, round.split(' ').next().unwrap_or("x")), SUBMIT).await?;
+        let submitted = cluster.submit(followers[1], &one_job(cluster, round.split(' ').next().unwrap_or("x")), SUBMIT).await?;
         acknowledged.push(submitted.jobs[0].id.clone());
-        net.heal_all()?;
-        let agreed = agreement(net, &format!("after the {round}, every acknowledged job among them"), |a| {
+        cluster.links.heal_all()?;
+        let agreed = agreement(cluster, &format!("after the {round}, every acknowledged job among them"), |a| {
             acknowledged.iter().all(|id| a.jobs.iter().any(|(j, _)| j == id))
         })
         .await?;
         leader = agreed.leader;
     }
-    no_panics(net)
+    no_panics(cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_follower_link_leaves_one_leader_and_one_job_list() {
-    let Some(net) = start(&setup(3)) else { return };
-    run(&net, flapping_follower(&net)).await;
+    let Some(cluster) = start(&setup(3)) else { return };
+    run(&cluster, flapping_follower(&cluster)).await;
 }
 
-async fn flapping_follower(net: &NetnsCluster) -> Result<()> {
+async fn flapping_follower(cluster: &NetnsCluster) -> Result<()> {
     let rounds: usize = std::env::var("SATURN_PARTITION_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
-    let formed = agreement(net, "formed", |_| true).await?;
-    let leader = net.index_of(&formed.leader).context("the leader is one of ours")?;
+    let formed = agreement(cluster, "formed", |_| true).await?;
+    let leader = cluster.index_of(&formed.leader).context("the leader is one of ours")?;
     let follower = (leader + 1) % 3;
     let mut acknowledged = Vec::new();
     for round in 0..rounds {
         // Alternate a pulled cable with a link the follower can only send on; the
         // latter makes it call elections the others hear.
         if round % 2 == 0 {
-            net.isolate(follower)?;
+            cluster.links.isolate(follower)?;
         } else {
-            net.drop_from(leader, follower)?;
+            cluster.links.drop_from(leader, follower)?;
         }
         // The fault pattern itself is timed, not a synchronisation: 0.2 to 0.9 s down.
         let down = Duration::from_millis(200 + (round as u64 * 370) % 700);
-        let file = one_job(net, &format!("flap{round}"));
+        let file = one_job(cluster, &format!("flap{round}"));
         // A submission may fail while the leader changes; only acknowledged ones count.
-        if let Ok(Ok(answer)) = tokio::time::timeout(down + Duration::from_secs(3), net.submit(leader, &file, SUBMIT)).await {
+        if let Ok(Ok(answer)) = tokio::time::timeout(down + Duration::from_secs(3), cluster.submit(leader, &file, SUBMIT)).await {
             acknowledged.push(answer.jobs[0].id.clone());
         }
         tokio::time::sleep(down).await;
-        net.heal_all()?;
+        cluster.links.heal_all()?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let after = net.submit(follower, &one_job(net, "after"), SUBMIT).await?;
+    let after = cluster.submit(follower, &one_job(cluster, "after"), SUBMIT).await?;
     acknowledged.push(after.jobs[0].id.clone());
-    let agreed = agreement(net, "every acknowledged job among them", |a| {
+    let agreed = agreement(cluster, "every acknowledged job among them", |a| {
         acknowledged.iter().all(|id| a.jobs.iter().any(|(j, _)| j == id))
     })
     .await?;
     let ids: BTreeSet<&String> = agreed.jobs.iter().map(|(id, _)| id).collect();
     ensure!(ids.len() == agreed.jobs.len(), "a job id is listed twice: {:?}", agreed.jobs);
     eprintln!("{rounds} flapping rounds, {} of {} submissions acknowledged", acknowledged.len() - 1, rounds);
-    no_panics(net)
+    no_panics(cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_worker_stops_its_jobs_before_they_run_elsewhere() {
-    let Some(net) = start(&setup(3)) else { return };
-    run(&net, isolated_worker(&net)).await;
+    let Some(cluster) = start(&setup(3)) else { return };
+    run(&cluster, isolated_worker(&cluster)).await;
 }
 
-async fn isolated_worker(net: &NetnsCluster) -> Result<()> {
-    let formed = agreement(net, "formed", |_| true).await?;
-    let leader = net.index_of(&formed.leader).context("the leader is one of ours")?;
-    // Known step times skip the trial runs: this scenario is about training attempts.
-    let sweep = synth_sweep(&net.saturn, "iso", 6, 300, "") + "profile = { ddp = { 1 = 0.04, 2 = 0.03, 4 = 0.02 } }\n";
-    let ids: Vec<String> = net.submit(leader, &sweep, SUBMIT).await?.jobs.into_iter().map(|j| j.id).collect();
+async fn isolated_worker(cluster: &NetnsCluster) -> Result<()> {
+    let formed = agreement(cluster, "formed", |_| true).await?;
+    let leader = cluster.index_of(&formed.leader).context("the leader is one of ours")?;
+    // One GPU per job leaves GPUs free on the majority, so nothing but the grace period
+    // holds back a re-run; known step times skip the trial runs.
+    let sweep = synth_sweep(&cluster.saturn, "iso", 6, 250, "").replace("gpus = [1, 4]", "gpus = [1, 1]")
+        + "profile = { ddp = { 1 = 0.04 }, fsdp = { 1 = 0.05 } }\n";
+    let ids: Vec<String> = cluster.submit(leader, &sweep, SUBMIT).await?.jobs.into_iter().map(|j| j.id).collect();
 
     // A follower (isolating the leader would be an election, another scenario) with
     // training processes running right now.
     let (worker, cut_off) = eventually("a follower running training attempts", SETTLE, || async {
-        let (_, running) = records::segments(&records::read(&net.records));
+        let (_, running) = records::segments(&records::read(&cluster.records));
         Ok((0..3).filter(|i| *i != leader).find_map(|i| {
-            let here: Vec<Record> = running.iter().filter(|r| r.agent == net.agents[i].name && !r.profile).cloned().collect();
+            let here: Vec<Record> = running.iter().filter(|r| r.agent == cluster.agents[i].name && !r.profile).cloned().collect();
             (!here.is_empty()).then_some((i, here))
         }))
     })
     .await?;
     let isolated_at = now_ms();
-    net.isolate(worker)?;
-    let name = net.agents[worker].name.clone();
+    cluster.links.isolate(worker)?;
+    let name = cluster.agents[worker].name.clone();
 
     // The majority runs the cut-off attempts again elsewhere, once the grace period is over.
     let rerun = |all: &[Record], old: &Record| all.iter().find(|r| r.job == old.job && r.attempt > old.attempt && r.agent != name).cloned();
     let reruns = eventually("the cut-off jobs running elsewhere", SETTLE, || async {
-        let all = records::read(&net.records);
+        let all = records::read(&cluster.records);
         Ok(cut_off.iter().map(|old| rerun(&all, old)).collect::<Option<Vec<Record>>>())
     })
     .await?;
-    ensure!(net.job_pids(worker).is_empty(), "{name}, cut off, still runs job processes {:?}", net.job_pids(worker));
-    net.heal(worker)?;
+    let stale = cluster.job_pids(worker);
+    ensure!(
+        stale.is_empty(),
+        "{name}, cut off {} ms ago, still runs job processes {stale:?} while the majority already re-runs {:?}: \
+         two attempts of one job at once",
+        now_ms().saturating_sub(isolated_at),
+        reruns.iter().map(|r| format!("{} attempt {} on {} since +{} ms", r.job, r.attempt, r.agent, r.start_ms.saturating_sub(isolated_at))).collect::<Vec<_>>()
+    );
+    cluster.links.heal(worker)?;
 
     let jobs = eventually("every job ended", Duration::from_secs(90), || async {
-        let jobs: Vec<_> = net.jobs(leader).await?.into_iter().filter(|j| ids.contains(&j.id)).collect();
+        let jobs: Vec<_> = cluster.jobs(leader).await?.into_iter().filter(|j| ids.contains(&j.id)).collect();
         Ok(jobs.iter().all(|j| matches!(j.state.as_str(), "completed" | "failed" | "cancelled")).then_some(jobs))
     })
     .await?;
@@ -284,7 +293,7 @@ async fn isolated_worker(net: &NetnsCluster) -> Result<()> {
         ensure!(job.state == "completed", "{} ended {}: {:?}", job.id, job.state, job.error);
     }
 
-    let all = records::read(&net.records);
+    let all = records::read(&cluster.records);
     let (ended, open) = records::segments(&all);
     let segments: Vec<Record> = ended.iter().chain(&open).cloned().collect();
     for (old, new) in cut_off.iter().zip(&reruns) {
@@ -319,7 +328,39 @@ async fn isolated_worker(net: &NetnsCluster) -> Result<()> {
     ensure!(records::concurrent_attempts(&segments).is_empty(), "attempts ran at once: {:?}", records::concurrent_attempts(&segments));
     ensure!(records::gpu_overlaps(&segments).is_empty(), "GPUs held twice: {:?}", records::gpu_overlaps(&segments));
     for i in 0..3 {
-        ensure!(net.job_pids(i).is_empty(), "{} still runs job processes {:?}", net.agents[i].name, net.job_pids(i));
+        ensure!(cluster.job_pids(i).is_empty(), "{} still runs job processes {:?}", cluster.agents[i].name, cluster.job_pids(i));
     }
-    no_panics(net)
+    no_panics(cluster)
+}
+
+#[test]
+fn the_harness_removes_what_it_made_even_when_a_test_panics() {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("SKIPPED: partition tests need root and iproute2 (`ip`): {why}");
+        return;
+    }
+    let ip = |args: &[&str]| std::process::Command::new("ip").args(args).output().expect("ip runs");
+    // Left by a test process that no longer runs (no pid is above the kernel's limit).
+    let stale = "saturn-pt-4194305-0-hub";
+    ip(&["netns", "add", stale]);
+
+    let made = std::sync::Mutex::new(None);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cluster = NetnsCluster::start(&setup(2)).expect("agents start");
+        let prefix = cluster.agents[0].netns.trim_end_matches("a0").to_string();
+        let pids: Vec<u32> = cluster.agents.iter().filter_map(|a| a.pid()).collect();
+        *made.lock().unwrap_or_else(|p| p.into_inner()) = Some((prefix, pids, cluster.dir()));
+        panic!("a scenario fails with the cluster running");
+    }));
+    assert!(outcome.is_err());
+    let (prefix, pids, dir) = made.into_inner().unwrap_or_else(|p| p.into_inner()).expect("the cluster started");
+    let _ = std::fs::remove_dir_all(dir);
+
+    let listing = String::from_utf8_lossy(&ip(&["netns", "list"]).stdout).into_owned();
+    assert!(!listing.contains(stale), "a dead run's namespace was not removed: {listing}");
+    assert!(!listing.contains(&prefix), "namespaces {prefix}* outlived their cluster: {listing}");
+    assert_eq!(pids.len(), 2);
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "agent process {pid} outlived its cluster");
+    }
 }
