@@ -8,6 +8,7 @@
 
 mod dashboard;
 mod handlers;
+mod json_errors;
 mod logs;
 pub mod metrics;
 pub mod render;
@@ -53,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(json_errors::json_errors))
         .with_state(state)
 }
 
