@@ -8,7 +8,10 @@
 #                                      allocation each run a tiny job to completion
 #
 # Slurm is faked by fake-slurm/srun and fake-slurm/scontrol (SATURN_LOCAL_TEST=1), so
-# no Slurm installation is needed. Ports used: 17946+, 17070+, 27946+, 27070+.
+# no Slurm installation is needed. Ports (only bound with real binaries): local mesh
+# $SATURN_SELFTEST_MESH_PORT+ [17946], local API $SATURN_SELFTEST_API_PORT+ [17070],
+# Slurm mesh $SATURN_SELFTEST_SLURM_MESH_PORT+ [27946], Slurm API
+# $SATURN_SELFTEST_SLURM_API_PORT+ [27070]; 4 consecutive ports from each base.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,6 +19,10 @@ deploy=$(dirname "$here")
 real_bin=${1:+$(cd "$1" && pwd)}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/saturn-deploy-test.XXXXXX")
 failures=0
+mesh_port=${SATURN_SELFTEST_MESH_PORT:-17946}
+api_port=${SATURN_SELFTEST_API_PORT:-17070}
+slurm_mesh_port=${SATURN_SELFTEST_SLURM_MESH_PORT:-27946}
+slurm_api_port=${SATURN_SELFTEST_SLURM_API_PORT:-27070}
 
 cleanup() {
   SATURN_BIN_DIR=${real_bin:-$here/stub-bin} SATURN_STUB_DIR=$tmp/registry \
@@ -49,14 +56,14 @@ if [[ -z $real_bin ]]; then
   reg=$SATURN_STUB_DIR
 
   echo "== local-cluster.sh with stub binaries"
-  SATURN_MESH_PORT=17946 SATURN_API_PORT=17070 \
+  SATURN_MESH_PORT=$mesh_port SATURN_API_PORT=$api_port \
     "$deploy/local-cluster.sh" 4 --sim 2xSIM-8GB --dir "$tmp/local" --timeout 20 >"$tmp/local.out"
   check "four agents started" test "$(find "$reg" -name '*.up' | wc -l)" -eq 4
   check "node-a forms the cluster without joining" bash -c "! grep -qx -- --join '$reg/node-a.flags'"
-  check "node-d joins node-a" follows "$reg/node-d.flags" --join /ip4/127.0.0.1/tcp/17946
+  check "node-d joins node-a" follows "$reg/node-d.flags" --join "/ip4/127.0.0.1/tcp/$mesh_port"
   check "bootstrap-expect is min(N,3)" follows "$reg/node-d.flags" --bootstrap-expect 3
-  check "node-d API on port base+3" follows "$reg/node-d.flags" --api 127.0.0.1:17073
-  check "node-c mesh on port base+2" follows "$reg/node-c.flags" --listen /ip4/127.0.0.1/tcp/17948
+  check "node-d API on port base+3" follows "$reg/node-d.flags" --api "127.0.0.1:$((api_port + 3))"
+  check "node-c mesh on port base+2" follows "$reg/node-c.flags" --listen "/ip4/127.0.0.1/tcp/$((mesh_port + 2))"
   check "simulated GPUs" follows "$reg/node-b.flags" --gpus sim:2xSIM-8GB
   check "mDNS off" has_line "$reg/node-b.flags" --no-mdns
   check "prints how to stop" grep -q "local-cluster.sh stop --dir $tmp/local" "$tmp/local.out"
@@ -71,17 +78,17 @@ if [[ -z $real_bin ]]; then
   exec_sbatch() {
     cd "$tmp" && PATH=$here/fake-slurm:$PATH SLURM_JOB_NUM_NODES=3 SLURM_JOB_NODELIST='node[0-2]' \
       SLURM_JOB_ID=4242 SLURM_SUBMIT_DIR=$tmp SATURN_LOCAL_TEST=1 SATURN_SCRATCH=$tmp/scratch \
-      SATURN_MESH_PORT=27946 SATURN_API_PORT=27070 SATURN_READY_TIMEOUT_S=${SATURN_READY_TIMEOUT_S:-20} \
+      SATURN_MESH_PORT=$slurm_mesh_port SATURN_API_PORT=$slurm_api_port SATURN_READY_TIMEOUT_S=${SATURN_READY_TIMEOUT_S:-20} \
       exec bash "$deploy/slurm/saturn.sbatch" "$tmp/jobs.toml" >>"$tmp/sbatch.out"
   }
   run_sbatch() { (exec_sbatch); }
   check "the batch script succeeds" run_sbatch 2>"$tmp/sbatch.err" || cat "$tmp/sbatch.err"
   check "the job file ran against node0's API with a token" \
-    grep -qxF "job run $tmp/jobs.toml --wait token=set addr=http://127.0.0.1:27070" "$reg/jobs.log"
+    grep -qxF "job run $tmp/jobs.toml --wait token=set addr=http://127.0.0.1:$slurm_api_port" "$reg/jobs.log"
   check "three agents, all stopped at the end" test "$(find "$reg" -name '*.stopped' | wc -l)" -eq 3
-  check "node1 joins node0" follows "$reg/node1.flags" --join /ip4/127.0.0.1/tcp/27946
-  check "node2 mesh port from SLURM_NODEID" follows "$reg/node2.flags" --listen /ip4/127.0.0.1/tcp/27948
-  check "node2 API port from SLURM_NODEID" follows "$reg/node2.flags" --api 127.0.0.1:27072
+  check "node1 joins node0" follows "$reg/node1.flags" --join "/ip4/127.0.0.1/tcp/$slurm_mesh_port"
+  check "node2 mesh port from SLURM_NODEID" follows "$reg/node2.flags" --listen "/ip4/127.0.0.1/tcp/$((slurm_mesh_port + 2))"
+  check "node2 API port from SLURM_NODEID" follows "$reg/node2.flags" --api "127.0.0.1:$((slurm_api_port + 2))"
   check "bootstrap-expect = nodes" follows "$reg/node0.flags" --bootstrap-expect 3
   check "data dir on node scratch" follows "$reg/node1.flags" --data-dir "$tmp/scratch/saturn-4242/node1/data"
   key=$tmp/scratch/saturn-4242/node1/secrets/cluster.key
@@ -111,17 +118,17 @@ else
   export SATURN_BIN_DIR=$real_bin
   saturn=$real_bin/saturn
   echo "== local-cluster.sh with $real_bin"
-  SATURN_MESH_PORT=17946 SATURN_API_PORT=17070 \
+  SATURN_MESH_PORT=$mesh_port SATURN_API_PORT=$api_port \
     "$deploy/local-cluster.sh" 4 --dir "$tmp/local" --timeout 60 >"$tmp/local.out"
-  check "four agents in the mesh" bash -c "'$saturn' --addr http://127.0.0.1:17073 status --json | grep -o '\"healthy\": *true' | wc -l | grep -qx 4"
-  check "a job runs to completion" timeout 120 "$saturn" --addr http://127.0.0.1:17071 job run "$tmp/jobs.toml" --wait
+  check "four agents in the mesh" bash -c "'$saturn' --addr http://127.0.0.1:$((api_port + 3)) status --json | grep -o '\"healthy\": *true' | wc -l | grep -qx 4"
+  check "a job runs to completion" timeout 120 "$saturn" --addr "http://127.0.0.1:$((api_port + 1))" job run "$tmp/jobs.toml" --wait
   check "stop ends the agents" "$deploy/local-cluster.sh" stop --dir "$tmp/local"
 
   echo "== saturn.sbatch with fake srun and $real_bin"
   check "the batch script runs the job file and stops" bash -c "cd '$tmp' && PATH='$here/fake-slurm':\$PATH \
     SLURM_JOB_NUM_NODES=2 SLURM_JOB_NODELIST='node[0-1]' SLURM_JOB_ID=4243 SLURM_SUBMIT_DIR='$tmp' \
     SATURN_LOCAL_TEST=1 SATURN_SCRATCH='$tmp/scratch' SATURN_GPUS=sim:1xSIM-24GB \
-    SATURN_MESH_PORT=27946 SATURN_API_PORT=27070 SATURN_READY_TIMEOUT_S=60 \
+    SATURN_MESH_PORT=$slurm_mesh_port SATURN_API_PORT=$slurm_api_port SATURN_READY_TIMEOUT_S=60 \
     timeout 300 bash '$deploy/slurm/saturn.sbatch' '$tmp/jobs.toml'"
 fi
 
