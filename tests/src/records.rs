@@ -4,41 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
 
-/// One line of the record file (see `saturn_agent::synth_job::record`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Record {
-    /// Job id.
-    pub job: String,
-    /// Attempt.
-    pub attempt: u32,
-    /// Agent.
-    pub agent: String,
-    /// GPU indices.
-    pub gpus: Vec<u32>,
-    /// Technique.
-    pub technique: String,
-    /// Start (ms).
-    pub start_ms: u64,
-    /// End (ms), absent in `started` lines.
-    pub end_ms: Option<u64>,
-    /// First step.
-    pub start_step: u64,
-    /// Last step.
-    pub end_step: Option<u64>,
-    /// started / completed / profiled / terminated / failed / infeasible.
-    pub outcome: String,
-    /// Trial run.
-    pub profile: bool,
-}
-
-/// A finished segment: one attempt's process on one host, from start to end.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Segment {
-    /// The end record.
-    pub record: Record,
-}
+/// One line of the record file, as the simulated job writes it.
+pub use saturn_agent::synth_job::record::SegmentRecord as Record;
 
 /// Reads every record; a missing file is no records.
 pub fn read(path: &Path) -> Vec<Record> {
