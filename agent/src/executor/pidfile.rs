@@ -100,7 +100,9 @@ pub fn file_safe(id: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
         .collect();
-    if safe.starts_with('.') {
+    // An empty name would make the directory itself the job's (e.g. the checkpoints
+    // root as one job's SATURN_CHECKPOINT_DIR); a leading '.' allows `..`.
+    if safe.is_empty() || safe.starts_with('.') {
         format!("_{safe}")
     } else {
         safe
@@ -193,5 +195,6 @@ mod tests {
     fn file_names_cannot_escape() {
         assert_eq!(file_safe("../../etc/x"), "_.._.._etc_x");
         assert_eq!(file_safe("j-000017"), "j-000017");
+        assert_eq!(file_safe(""), "_");
     }
 }
