@@ -38,7 +38,7 @@
 mod cli;
 mod topology;
 
-pub use cli::NoAnswer;
+pub use cli::{Agreement, NoAnswer};
 pub use topology::Topology;
 
 use std::fs::File;
@@ -71,7 +71,9 @@ pub fn unavailable() -> Option<String> {
     let probe = format!("{PREFIX}{}-probe", std::process::id());
     let _ = ip(&["netns", "del", &probe]);
     if let Err(err) = ip(&["netns", "add", &probe]) {
-        return Some(format!("cannot create a network namespace (root needed): {err:#}"));
+        return Some(format!(
+            "cannot create a network namespace (root needed): {err:#}"
+        ));
     }
     let _ = ip(&["netns", "del", &probe]);
     None
@@ -119,14 +121,23 @@ impl NetnsCluster {
     /// Builds the topology and starts one agent per namespace, as `setup` says. Every
     /// agent joins the first; the first joins the second.
     pub fn start(setup: &Setup) -> Result<Self> {
-        let prefix = format!("{PREFIX}{}-{}-", std::process::id(), CLUSTERS.fetch_add(1, Ordering::Relaxed));
+        let prefix = format!(
+            "{PREFIX}{}-{}-",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        );
         remove_stale(&prefix);
         let bin_dir = sibling_bin_dir()?;
         let agent_bin = bin_dir.join("saturn-agent");
         if !agent_bin.exists() {
-            bail!("{} not found: build it first (cargo build -p saturn-agent --bins)", agent_bin.display());
+            bail!(
+                "{} not found: build it first (cargo build -p saturn-agent --bins)",
+                agent_bin.display()
+            );
         }
-        let dir = tempfile::Builder::new().prefix("saturn-partition-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("saturn-partition-")
+            .tempdir()?;
         let links = Topology::create(&prefix, setup.agents)?;
         let mut cluster = NetnsCluster {
             agents: Vec::new(),
@@ -155,12 +166,23 @@ impl NetnsCluster {
                 "--no-mdns".into(),
             ];
             if setup.agents > 1 {
-                args.extend(["--join".into(), format!("/ip4/{}/tcp/{MESH_PORT}", address(usize::from(i == 0)))]);
+                args.extend([
+                    "--join".into(),
+                    format!("/ip4/{}/tcp/{MESH_PORT}", address(usize::from(i == 0))),
+                ]);
             }
             args.extend(setup.extra_args.iter().cloned());
             let log_path = cluster.dir().join(format!("{name}.log"));
             let netns = cluster.links.netns(i).to_string();
-            cluster.agents.push(NsAgent { name, netns, ip: address(i), data_dir, log_path, args, child: None });
+            cluster.agents.push(NsAgent {
+                name,
+                netns,
+                ip: address(i),
+                data_dir,
+                log_path,
+                args,
+                child: None,
+            });
         }
         for i in 0..cluster.agents.len() {
             cluster.spawn(i)?;
@@ -171,7 +193,10 @@ impl NetnsCluster {
     fn spawn(&mut self, i: usize) -> Result<()> {
         let records = self.records.display().to_string();
         let agent = &mut self.agents[i];
-        let log = File::options().create(true).append(true).open(&agent.log_path)?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&agent.log_path)?;
         let child = Command::new("ip")
             .args(["netns", "exec", &agent.netns])
             .arg(&self.agent_bin)
@@ -188,7 +213,10 @@ impl NetnsCluster {
 
     /// The test's temporary directory (data dirs, logs, records, job files).
     pub fn dir(&self) -> PathBuf {
-        self.dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default()
+        self.dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default()
     }
 
     /// The index of the agent called `name`.
@@ -208,7 +236,8 @@ impl NetnsCluster {
 
     fn signal(&self, i: usize, signal: Signal) -> Result<()> {
         let pid = self.agents[i].pid().context("agent is not running")?;
-        kill(Pid::from_raw(pid as i32), signal).with_context(|| format!("sending {signal} to {}", self.agents[i].name))
+        kill(Pid::from_raw(pid as i32), signal)
+            .with_context(|| format!("sending {signal} to {}", self.agents[i].name))
     }
 
     /// `kill -9` of agent `i` (its job processes stay, as after a real crash).
@@ -229,7 +258,10 @@ impl NetnsCluster {
     /// Every process in agent `i`'s namespace except the agent: its job processes.
     pub fn job_pids(&self, i: usize) -> Vec<u32> {
         let agent = self.agents[i].pid();
-        pids_in(&self.agents[i].netns).into_iter().filter(|p| Some(*p) != agent).collect()
+        pids_in(&self.agents[i].netns)
+            .into_iter()
+            .filter(|p| Some(*p) != agent)
+            .collect()
     }
 
     /// The whole log of agent `i`.
@@ -241,10 +273,13 @@ impl NetnsCluster {
     pub fn logs(&self) -> String {
         let tail = |text: String| {
             let start = text.len().saturating_sub(3000);
-            let start = (start..text.len()).find(|s| text.is_char_boundary(*s)).unwrap_or(text.len());
+            let start = (start..text.len())
+                .find(|s| text.is_char_boundary(*s))
+                .unwrap_or(text.len());
             text[start..].to_string()
         };
-        let each = (0..self.agents.len()).map(|i| format!("--- {} ---\n{}", self.agents[i].name, tail(self.log(i))));
+        let each = (0..self.agents.len())
+            .map(|i| format!("--- {} ---\n{}", self.agents[i].name, tail(self.log(i))));
         each.collect::<Vec<_>>().join("\n")
     }
 
@@ -257,7 +292,9 @@ impl NetnsCluster {
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         for agent in &mut self.agents {
-            let Some(mut child) = agent.child.take() else { continue };
+            let Some(mut child) = agent.child.take() else {
+                continue;
+            };
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -275,7 +312,10 @@ impl Drop for NetnsCluster {
         self.links.kill_everything();
         if let Some(dir) = self.dir.take() {
             if std::thread::panicking() {
-                eprintln!("partition test failed; agent logs and records kept in {}", dir.keep().display());
+                eprintln!(
+                    "partition test failed; agent logs and records kept in {}",
+                    dir.keep().display()
+                );
             }
         }
     }

@@ -28,6 +28,8 @@ const SUBMIT: Duration = Duration::from_secs(15);
 const REFUSAL: Duration = Duration::from_secs(20);
 /// Grace period the agents run with (seconds); the fence acts after half of it.
 const GRACE_S: u64 = 4;
+/// Heartbeat interval the agents run with.
+const HEARTBEAT_MS: u64 = 200;
 
 /// Starts `setup` in namespaces, or prints why this machine cannot and returns `None`.
 fn start(setup: &Setup) -> Option<NetnsCluster> {
@@ -42,10 +44,17 @@ fn start(setup: &Setup) -> Option<NetnsCluster> {
 /// fence (grace/2 + kill grace) always ends before the grace period.
 fn setup(agents: usize) -> Setup {
     let mut setup = Setup::new(agents);
-    setup.extra_args = ["--heartbeat-ms", "200", "--grace-period-s", &GRACE_S.to_string(), "--kill-grace-s", "1"]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    setup.extra_args = [
+        "--heartbeat-ms",
+        &HEARTBEAT_MS.to_string(),
+        "--grace-period-s",
+        &GRACE_S.to_string(),
+        "--kill-grace-s",
+        "1",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
     setup
 }
 
@@ -56,35 +65,6 @@ async fn run(cluster: &NetnsCluster, scenario: impl std::future::Future<Output =
     }
 }
 
-/// What every agent reports once the cluster has settled.
-struct Agreement {
-    leader: String,
-    /// (id, name) of every job, in id order.
-    jobs: Vec<(String, String)>,
-}
-
-/// Waits until every agent names the same leader and lists the same jobs, and `holds`.
-async fn agreement(cluster: &NetnsCluster, what: &str, holds: impl Fn(&Agreement) -> bool) -> Result<Agreement> {
-    let what = format!("one leader and one job list on every agent, {what}");
-    eventually(&what, SETTLE, || async {
-        let mut leaders = Vec::new();
-        let mut lists = Vec::new();
-        for i in 0..cluster.agents.len() {
-            leaders.push(cluster.status(i).await?.leader);
-            lists.push(cluster.jobs(i).await?.into_iter().map(|j| (j.id, j.name)).collect::<Vec<_>>());
-        }
-        let same_lists = lists.iter().all(|l| *l == lists[0]);
-        match &leaders[0] {
-            Some(leader) if leaders.iter().all(|l| l == &leaders[0]) && same_lists => {
-                let agreed = Agreement { leader: leader.clone(), jobs: lists[0].clone() };
-                Ok(holds(&agreed).then_some(agreed))
-            }
-            _ => bail!("leaders {leaders:?}, job counts {:?}", lists.iter().map(Vec::len).collect::<Vec<_>>()),
-        }
-    })
-    .await
-}
-
 /// A one-job sweep that will not finish during the test.
 fn one_job(cluster: &NetnsCluster, name: &str) -> String {
     synth_sweep(&cluster.saturn, name, 1, 1_000_000, "")
@@ -92,32 +72,49 @@ fn one_job(cluster: &NetnsCluster, name: &str) -> String {
 
 fn no_panics(cluster: &NetnsCluster) -> Result<()> {
     for (i, agent) in cluster.agents.iter().enumerate() {
-        ensure!(!cluster.log(i).contains("panicked at"), "{} panicked (see its log)", agent.name);
+        ensure!(
+            !cluster.log(i).contains("panicked at"),
+            "{} panicked (see its log)",
+            agent.name
+        );
     }
     Ok(())
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_cannot_commit_and_rejoins_the_majority() {
-    let Some(cluster) = start(&setup(3)) else { return };
+    let Some(cluster) = start(&setup(3)) else {
+        return;
+    };
     run(&cluster, isolated_leader(&cluster)).await;
 }
 
 async fn isolated_leader(cluster: &NetnsCluster) -> Result<()> {
-    let formed = agreement(cluster, "formed", |_| true).await?;
-    let old = cluster.index_of(&formed.leader).context("the leader is one of ours")?;
+    let formed = cluster.agreement("formed", SETTLE, |_| true).await?;
+    let old = cluster
+        .index_of(&formed.leader)
+        .context("the leader is one of ours")?;
     let majority: Vec<usize> = (0..3).filter(|i| *i != old).collect();
 
     cluster.links.isolate(old)?;
-    cluster.wait_status(majority[0], "a leader other than the isolated one", SETTLE, |s| {
-        s.leader.as_deref().is_some_and(|l| l != formed.leader)
-    })
-    .await?;
-    let accepted = cluster.submit(majority[1], &one_job(cluster, "majority"), SUBMIT).await?;
+    cluster
+        .wait_status(
+            majority[0],
+            "a leader other than the isolated one",
+            SETTLE,
+            |s| s.leader.as_deref().is_some_and(|l| l != formed.leader),
+        )
+        .await?;
+    let accepted = cluster
+        .submit(majority[1], &one_job(cluster, "majority"), SUBMIT)
+        .await?;
     let accepted_id = accepted.jobs[0].id.clone();
 
     // Through the isolated leader a submission must fail or time out, and while it is
@@ -139,19 +136,33 @@ async fn isolated_leader(cluster: &NetnsCluster) -> Result<()> {
         }
     };
     match stale {
-        Ok(answer) => bail!("the isolated leader acknowledged a submission it cannot commit: {answer:?}"),
+        Ok(answer) => {
+            bail!("the isolated leader acknowledged a submission it cannot commit: {answer:?}")
+        }
         Err(err) if err.downcast_ref::<NoAnswer>().is_some() => bail!(
             "the isolated leader never answered the submission ({err}); the agent's own proposal \
              timeout is 10 s, so `saturn job run` should have ended with an error"
         ),
-        Err(err) => eprintln!("submission through the isolated leader refused, as it must be: {err:#}"),
+        Err(err) => {
+            eprintln!("submission through the isolated leader refused, as it must be: {err:#}")
+        }
     }
-    ensure!(looks >= 3, "the old leader's job list was looked at only {looks} times");
+    ensure!(
+        looks >= 3,
+        "the old leader's job list was looked at only {looks} times"
+    );
 
     cluster.links.heal(old)?;
-    let healed = agreement(cluster, "the majority's job among them", |a| a.jobs.iter().any(|(id, _)| *id == accepted_id)).await?;
+    let healed = cluster
+        .agreement("the majority's job among them", SETTLE, |a| {
+            a.jobs.iter().any(|(id, _)| *id == accepted_id)
+        })
+        .await?;
     ensure!(
-        !healed.jobs.iter().any(|(_, name)| name.starts_with("stale")),
+        !healed
+            .jobs
+            .iter()
+            .any(|(_, name)| name.starts_with("stale")),
         "a submission refused by the isolated leader was committed later: {:?}",
         healed.jobs
     );
@@ -160,15 +171,19 @@ async fn isolated_leader(cluster: &NetnsCluster) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_can_only_send_or_only_receive_is_replaced() {
-    let Some(cluster) = start(&setup(3)) else { return };
+    let Some(cluster) = start(&setup(3)) else {
+        return;
+    };
     run(&cluster, one_way_leader(&cluster)).await;
 }
 
 async fn one_way_leader(cluster: &NetnsCluster) -> Result<()> {
     let mut acknowledged = Vec::new();
-    let mut leader = agreement(cluster, "formed", |_| true).await?.leader;
+    let mut leader = cluster.agreement("formed", SETTLE, |_| true).await?.leader;
     for (round, deaf) in [("deaf leader", true), ("mute leader", false)] {
-        let l = cluster.index_of(&leader).context("the leader is one of ours")?;
+        let l = cluster
+            .index_of(&leader)
+            .context("the leader is one of ours")?;
         let followers: Vec<usize> = (0..3).filter(|i| *i != l).collect();
         for &f in &followers {
             // Deaf: the leader still sends, hears nothing. Mute: the reverse.
@@ -179,17 +194,34 @@ async fn one_way_leader(cluster: &NetnsCluster) -> Result<()> {
             }
         }
         // The followers cannot keep a leader they cannot talk both ways with.
-        cluster.wait_status(followers[0], &format!("{round}: a new leader"), SETTLE, |s| {
-            s.leader.as_deref().is_some_and(|new| new != leader)
-        })
-        .await?;
-        let submitted = cluster.submit(followers[1], &one_job(cluster, round.split(' ').next().unwrap_or("x")), SUBMIT).await?;
+        cluster
+            .wait_status(
+                followers[0],
+                &format!("{round}: a new leader"),
+                SETTLE,
+                |s| s.leader.as_deref().is_some_and(|new| new != leader),
+            )
+            .await?;
+        let submitted = cluster
+            .submit(
+                followers[1],
+                &one_job(cluster, round.split(' ').next().unwrap_or("x")),
+                SUBMIT,
+            )
+            .await?;
         acknowledged.push(submitted.jobs[0].id.clone());
         cluster.links.heal_all()?;
-        let agreed = agreement(cluster, &format!("after the {round}, every acknowledged job among them"), |a| {
-            acknowledged.iter().all(|id| a.jobs.iter().any(|(j, _)| j == id))
-        })
-        .await?;
+        let agreed = cluster
+            .agreement(
+                &format!("after the {round}, every acknowledged job among them"),
+                SETTLE,
+                |a| {
+                    acknowledged
+                        .iter()
+                        .all(|id| a.jobs.iter().any(|(j, _)| j == id))
+                },
+            )
+            .await?;
         leader = agreed.leader;
     }
     no_panics(cluster)
@@ -197,14 +229,21 @@ async fn one_way_leader(cluster: &NetnsCluster) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_follower_link_leaves_one_leader_and_one_job_list() {
-    let Some(cluster) = start(&setup(3)) else { return };
+    let Some(cluster) = start(&setup(3)) else {
+        return;
+    };
     run(&cluster, flapping_follower(&cluster)).await;
 }
 
 async fn flapping_follower(cluster: &NetnsCluster) -> Result<()> {
-    let rounds: usize = std::env::var("SATURN_PARTITION_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
-    let formed = agreement(cluster, "formed", |_| true).await?;
-    let leader = cluster.index_of(&formed.leader).context("the leader is one of ours")?;
+    let rounds: usize = std::env::var("SATURN_PARTITION_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let formed = cluster.agreement("formed", SETTLE, |_| true).await?;
+    let leader = cluster
+        .index_of(&formed.leader)
+        .context("the leader is one of ours")?;
     let follower = (leader + 1) % 3;
     let mut acknowledged = Vec::new();
     for round in 0..rounds {
@@ -219,46 +258,79 @@ async fn flapping_follower(cluster: &NetnsCluster) -> Result<()> {
         let down = Duration::from_millis(200 + (round as u64 * 370) % 700);
         let file = one_job(cluster, &format!("flap{round}"));
         // A submission may fail while the leader changes; only acknowledged ones count.
-        if let Ok(Ok(answer)) = tokio::time::timeout(down + Duration::from_secs(3), cluster.submit(leader, &file, SUBMIT)).await {
+        if let Ok(Ok(answer)) = tokio::time::timeout(
+            down + Duration::from_secs(3),
+            cluster.submit(leader, &file, SUBMIT),
+        )
+        .await
+        {
             acknowledged.push(answer.jobs[0].id.clone());
         }
         tokio::time::sleep(down).await;
         cluster.links.heal_all()?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let after = cluster.submit(follower, &one_job(cluster, "after"), SUBMIT).await?;
+    let after = cluster
+        .submit(follower, &one_job(cluster, "after"), SUBMIT)
+        .await?;
     acknowledged.push(after.jobs[0].id.clone());
-    let agreed = agreement(cluster, "every acknowledged job among them", |a| {
-        acknowledged.iter().all(|id| a.jobs.iter().any(|(j, _)| j == id))
-    })
-    .await?;
+    let agreed = cluster
+        .agreement("every acknowledged job among them", SETTLE, |a| {
+            acknowledged
+                .iter()
+                .all(|id| a.jobs.iter().any(|(j, _)| j == id))
+        })
+        .await?;
     let ids: BTreeSet<&String> = agreed.jobs.iter().map(|(id, _)| id).collect();
-    ensure!(ids.len() == agreed.jobs.len(), "a job id is listed twice: {:?}", agreed.jobs);
-    eprintln!("{rounds} flapping rounds, {} of {} submissions acknowledged", acknowledged.len() - 1, rounds);
+    ensure!(
+        ids.len() == agreed.jobs.len(),
+        "a job id is listed twice: {:?}",
+        agreed.jobs
+    );
+    eprintln!(
+        "{rounds} flapping rounds, {} of {} submissions acknowledged",
+        acknowledged.len() - 1,
+        rounds
+    );
     no_panics(cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_worker_stops_its_jobs_before_they_run_elsewhere() {
-    let Some(cluster) = start(&setup(3)) else { return };
+    let Some(cluster) = start(&setup(3)) else {
+        return;
+    };
     run(&cluster, isolated_worker(&cluster)).await;
 }
 
 async fn isolated_worker(cluster: &NetnsCluster) -> Result<()> {
-    let formed = agreement(cluster, "formed", |_| true).await?;
-    let leader = cluster.index_of(&formed.leader).context("the leader is one of ours")?;
+    let formed = cluster.agreement("formed", SETTLE, |_| true).await?;
+    let leader = cluster
+        .index_of(&formed.leader)
+        .context("the leader is one of ours")?;
     // One GPU per job leaves GPUs free on the majority, so nothing but the grace period
     // holds back a re-run; known step times skip the trial runs.
-    let sweep = synth_sweep(&cluster.saturn, "iso", 6, 250, "").replace("gpus = [1, 4]", "gpus = [1, 1]")
+    let sweep = synth_sweep(&cluster.saturn, "iso", 6, 250, "")
+        .replace("gpus = [1, 4]", "gpus = [1, 1]")
         + "profile = { ddp = { 1 = 0.04 }, fsdp = { 1 = 0.05 } }\n";
-    let ids: Vec<String> = cluster.submit(leader, &sweep, SUBMIT).await?.jobs.into_iter().map(|j| j.id).collect();
+    let ids: Vec<String> = cluster
+        .submit(leader, &sweep, SUBMIT)
+        .await?
+        .jobs
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
 
     // A follower (isolating the leader would be an election, another scenario) with
     // training processes running right now.
     let (worker, cut_off) = eventually("a follower running training attempts", SETTLE, || async {
         let (_, running) = records::segments(&records::read(&cluster.records));
         Ok((0..3).filter(|i| *i != leader).find_map(|i| {
-            let here: Vec<Record> = running.iter().filter(|r| r.agent == cluster.agents[i].name && !r.profile).cloned().collect();
+            let here: Vec<Record> = running
+                .iter()
+                .filter(|r| r.agent == cluster.agents[i].name && !r.profile)
+                .cloned()
+                .collect();
             (!here.is_empty()).then_some((i, here))
         }))
     })
@@ -268,10 +340,17 @@ async fn isolated_worker(cluster: &NetnsCluster) -> Result<()> {
     let name = cluster.agents[worker].name.clone();
 
     // The majority runs the cut-off attempts again elsewhere, once the grace period is over.
-    let rerun = |all: &[Record], old: &Record| all.iter().find(|r| r.job == old.job && r.attempt > old.attempt && r.agent != name).cloned();
+    let rerun = |all: &[Record], old: &Record| {
+        all.iter()
+            .find(|r| r.job == old.job && r.attempt > old.attempt && r.agent != name)
+            .cloned()
+    };
     let reruns = eventually("the cut-off jobs running elsewhere", SETTLE, || async {
         let all = records::read(&cluster.records);
-        Ok(cut_off.iter().map(|old| rerun(&all, old)).collect::<Option<Vec<Record>>>())
+        Ok(cut_off
+            .iter()
+            .map(|old| rerun(&all, old))
+            .collect::<Option<Vec<Record>>>())
     })
     .await?;
     let stale = cluster.job_pids(worker);
@@ -285,52 +364,116 @@ async fn isolated_worker(cluster: &NetnsCluster) -> Result<()> {
     cluster.links.heal(worker)?;
 
     let jobs = eventually("every job ended", Duration::from_secs(90), || async {
-        let jobs: Vec<_> = cluster.jobs(leader).await?.into_iter().filter(|j| ids.contains(&j.id)).collect();
-        Ok(jobs.iter().all(|j| matches!(j.state.as_str(), "completed" | "failed" | "cancelled")).then_some(jobs))
+        let jobs: Vec<_> = cluster
+            .jobs(leader)
+            .await?
+            .into_iter()
+            .filter(|j| ids.contains(&j.id))
+            .collect();
+        Ok(jobs
+            .iter()
+            .all(|j| matches!(j.state.as_str(), "completed" | "failed" | "cancelled"))
+            .then_some(jobs))
     })
     .await?;
     for job in &jobs {
-        ensure!(job.state == "completed", "{} ended {}: {:?}", job.id, job.state, job.error);
+        ensure!(
+            job.state == "completed",
+            "{} ended {}: {:?}",
+            job.id,
+            job.state,
+            job.error
+        );
     }
 
     let all = records::read(&cluster.records);
     let (ended, open) = records::segments(&all);
     let segments: Vec<Record> = ended.iter().chain(&open).cloned().collect();
     for (old, new) in cut_off.iter().zip(&reruns) {
-        let old_end = ended.iter().find(|e| e.job == old.job && e.attempt == old.attempt && e.agent == name).and_then(|e| e.end_ms);
-        let old_end = old_end.with_context(|| format!("{name}'s attempt {} of {} never ended (SIGKILL or still running)", old.attempt, old.job))?;
-        // The fence acts at grace/2 without a quorum; the majority may give the job away
-        // at the grace period. The first must end before the second can begin.
-        ensure!(
-            old_end < isolated_at + GRACE_S * 1000,
-            "{name} was cut off but stopped attempt {} of {} only {} ms later, past the {GRACE_S} s grace \
-             period after which the majority may run it elsewhere (the fence should act at grace/2)",
-            old.attempt, old.job, old_end.saturating_sub(isolated_at)
-        );
-        ensure!(
-            new.start_ms >= old_end,
-            "{} attempt {} started on {} at {} while attempt {} still ran on {name} until {old_end}",
-            new.job, new.attempt, new.agent, new.start_ms, old.attempt
-        );
-        // A heartbeat interval of slack: the last heartbeat may predate the isolation.
-        ensure!(
-            new.start_ms + 300 >= isolated_at + GRACE_S * 1000,
-            "{} ran again {} ms after {name} was cut off, inside the {GRACE_S} s grace period",
-            new.job, new.start_ms.saturating_sub(isolated_at)
-        );
-        eprintln!(
-            "{}: attempt {} on {name} ended {} ms after the cut; attempt {} started on {} after {} ms",
-            old.job, old.attempt, old_end.saturating_sub(isolated_at), new.attempt, new.agent, new.start_ms.saturating_sub(isolated_at)
-        );
-        let restarted = all.iter().find(|r| r.job == old.job && r.attempt == old.attempt && r.agent == name && r.start_ms > isolated_at);
-        ensure!(restarted.is_none(), "{name} restarted a stale attempt after the heal: {restarted:?}");
+        check_handover(&all, &name, isolated_at, old, new)?;
     }
-    ensure!(records::concurrent_attempts(&segments).is_empty(), "attempts ran at once: {:?}", records::concurrent_attempts(&segments));
-    ensure!(records::gpu_overlaps(&segments).is_empty(), "GPUs held twice: {:?}", records::gpu_overlaps(&segments));
+    ensure!(
+        records::concurrent_attempts(&segments).is_empty(),
+        "attempts ran at once: {:?}",
+        records::concurrent_attempts(&segments)
+    );
+    ensure!(
+        records::gpu_overlaps(&segments).is_empty(),
+        "GPUs held twice: {:?}",
+        records::gpu_overlaps(&segments)
+    );
     for i in 0..3 {
-        ensure!(cluster.job_pids(i).is_empty(), "{} still runs job processes {:?}", cluster.agents[i].name, cluster.job_pids(i));
+        ensure!(
+            cluster.job_pids(i).is_empty(),
+            "{} still runs job processes {:?}",
+            cluster.agents[i].name,
+            cluster.job_pids(i)
+        );
     }
     no_panics(cluster)
+}
+
+/// The records of one job moved off `name`, cut off at `isolated_at`: the old attempt
+/// (`old`, on `name`) ended before the grace period was over, the new one (`new`,
+/// elsewhere) began after both, and `name` never restarted the old one.
+fn check_handover(
+    all: &[Record],
+    name: &str,
+    isolated_at: u64,
+    old: &Record,
+    new: &Record,
+) -> Result<()> {
+    let old_end = all
+        .iter()
+        .filter(|e| e.job == old.job && e.attempt == old.attempt && e.agent == name)
+        .find_map(|e| e.end_ms);
+    let old_end = old_end.with_context(|| {
+        format!(
+            "{name}'s attempt {} of {} never ended (SIGKILL or still running)",
+            old.attempt, old.job
+        )
+    })?;
+    eprintln!(
+        "{}: attempt {} on {name} ended {} ms after the cut; attempt {} started on {} after {} ms",
+        old.job,
+        old.attempt,
+        old_end.saturating_sub(isolated_at),
+        new.attempt,
+        new.agent,
+        new.start_ms.saturating_sub(isolated_at)
+    );
+    // The fence acts at grace/2 without a quorum; the majority may give the job away at
+    // the grace period. The first must end before the second can begin.
+    ensure!(
+        old_end < isolated_at + GRACE_S * 1000,
+        "{name} was cut off but stopped attempt {} of {} only {} ms later, past the {GRACE_S} s grace \
+         period after which the majority may run it elsewhere (the fence should act at grace/2)",
+        old.attempt, old.job, old_end.saturating_sub(isolated_at)
+    );
+    ensure!(
+        new.start_ms >= old_end,
+        "{} attempt {} started on {} at {} while attempt {} still ran on {name} until {old_end}",
+        new.job,
+        new.attempt,
+        new.agent,
+        new.start_ms,
+        old.attempt
+    );
+    // Two heartbeats of slack: the last one heard may predate the isolation.
+    ensure!(
+        new.start_ms + 2 * HEARTBEAT_MS >= isolated_at + GRACE_S * 1000,
+        "{} ran again {} ms after {name} was cut off, inside the {GRACE_S} s grace period",
+        new.job,
+        new.start_ms.saturating_sub(isolated_at)
+    );
+    let restarted = all.iter().find(|r| {
+        r.job == old.job && r.attempt == old.attempt && r.agent == name && r.start_ms > isolated_at
+    });
+    ensure!(
+        restarted.is_none(),
+        "{name} restarted a stale attempt after the heal: {restarted:?}"
+    );
+    Ok(())
 }
 
 #[test]
@@ -339,7 +482,12 @@ fn the_harness_removes_what_it_made_even_when_a_test_panics() {
         eprintln!("SKIPPED: partition tests need root and iproute2 (`ip`): {why}");
         return;
     }
-    let ip = |args: &[&str]| std::process::Command::new("ip").args(args).output().expect("ip runs");
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip runs")
+    };
     // Left by a test process that no longer runs (no pid is above the kernel's limit).
     let stale = "saturn-pt-4194305-0-hub";
     ip(&["netns", "add", stale]);
@@ -353,14 +501,26 @@ fn the_harness_removes_what_it_made_even_when_a_test_panics() {
         panic!("a scenario fails with the cluster running");
     }));
     assert!(outcome.is_err());
-    let (prefix, pids, dir) = made.into_inner().unwrap_or_else(|p| p.into_inner()).expect("the cluster started");
+    let (prefix, pids, dir) = made
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .expect("the cluster started");
     let _ = std::fs::remove_dir_all(dir);
 
     let listing = String::from_utf8_lossy(&ip(&["netns", "list"]).stdout).into_owned();
-    assert!(!listing.contains(stale), "a dead run's namespace was not removed: {listing}");
-    assert!(!listing.contains(&prefix), "namespaces {prefix}* outlived their cluster: {listing}");
+    assert!(
+        !listing.contains(stale),
+        "a dead run's namespace was not removed: {listing}"
+    );
+    assert!(
+        !listing.contains(&prefix),
+        "namespaces {prefix}* outlived their cluster: {listing}"
+    );
     assert_eq!(pids.len(), 2);
     for pid in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "agent process {pid} outlived its cluster");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "agent process {pid} outlived its cluster"
+        );
     }
 }

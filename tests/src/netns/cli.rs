@@ -15,6 +15,15 @@ use crate::eventually;
 /// How long one query may take before it counts as failed (a paused agent never answers).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What every agent reported at one moment when they all agreed.
+#[derive(Clone, Debug)]
+pub struct Agreement {
+    /// The leader every agent named.
+    pub leader: String,
+    /// (id, name) of every job, in id order, the same on every agent.
+    pub jobs: Vec<(String, String)>,
+}
+
 /// A CLI command that gave no answer in time (find it in the `anyhow::Error` of
 /// [`NetnsCluster::cli`] with `downcast_ref`): the agent hangs, is paused, or waits for
 /// something it is cut off from.
@@ -52,10 +61,19 @@ impl NetnsCluster {
         let what = format!("`saturn {}` on {}", args.join(" "), agent.name);
         let output = match tokio::time::timeout(timeout, command.output()).await {
             Ok(output) => output.with_context(|| format!("cannot run {what}"))?,
-            Err(_) => return Err(NoAnswer { what, waited: timeout }.into()),
+            Err(_) => {
+                return Err(NoAnswer {
+                    what,
+                    waited: timeout,
+                }
+                .into())
+            }
         };
         if !output.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+            bail!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -63,14 +81,15 @@ impl NetnsCluster {
     /// `saturn status --json` on agent `i`.
     pub async fn status(&self, i: usize) -> Result<StatusView> {
         let out = self.cli(i, &["status"], QUERY_TIMEOUT).await?;
-        serde_json::from_str(&out).with_context(|| format!("status of {} unreadable: {out}", self.agents[i].name))
+        serde_json::from_str(&out)
+            .with_context(|| format!("status of {} unreadable: {out}", self.agents[i].name))
     }
 
     /// `saturn job status --json` on agent `i`: every job, in id order.
     pub async fn jobs(&self, i: usize) -> Result<Vec<JobView>> {
         let out = self.cli(i, &["job", "status"], QUERY_TIMEOUT).await?;
-        let jobs: JobsView =
-            serde_json::from_str(&out).with_context(|| format!("job list of {} unreadable: {out}", self.agents[i].name))?;
+        let jobs: JobsView = serde_json::from_str(&out)
+            .with_context(|| format!("job list of {} unreadable: {out}", self.agents[i].name))?;
         Ok(jobs.jobs)
     }
 
@@ -78,7 +97,10 @@ impl NetnsCluster {
     /// `timeout` for the answer.
     pub async fn submit(&self, i: usize, toml: &str, timeout: Duration) -> Result<SubmitView> {
         static FILES: AtomicUsize = AtomicUsize::new(0);
-        let file = self.dir().join(format!("submit-{}.toml", FILES.fetch_add(1, Ordering::Relaxed)));
+        let file = self.dir().join(format!(
+            "submit-{}.toml",
+            FILES.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::write(&file, toml).with_context(|| format!("cannot write {}", file.display()))?;
         let path = file.display().to_string();
         let out = self.cli(i, &["job", "run", &path], timeout).await?;
@@ -86,11 +108,58 @@ impl NetnsCluster {
     }
 
     /// Polls agent `i`'s status until `check` holds.
-    pub async fn wait_status(&self, i: usize, what: &str, timeout: Duration, check: impl Fn(&StatusView) -> bool) -> Result<StatusView> {
+    pub async fn wait_status(
+        &self,
+        i: usize,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&StatusView) -> bool,
+    ) -> Result<StatusView> {
         let what = format!("{}: {what}", self.agents[i].name);
         eventually(&what, timeout, || async {
             let status = self.status(i).await?;
             Ok(check(&status).then_some(status))
+        })
+        .await
+    }
+
+    /// Polls every agent until all name the same leader and list the same jobs, and
+    /// `holds` is true of what they agree on.
+    pub async fn agreement(
+        &self,
+        what: &str,
+        timeout: Duration,
+        holds: impl Fn(&Agreement) -> bool,
+    ) -> Result<Agreement> {
+        let what = format!("one leader and one job list on every agent, {what}");
+        eventually(&what, timeout, || async {
+            let mut leaders = Vec::new();
+            let mut lists = Vec::new();
+            for i in 0..self.agents.len() {
+                leaders.push(self.status(i).await?.leader);
+                lists.push(
+                    self.jobs(i)
+                        .await?
+                        .into_iter()
+                        .map(|j| (j.id, j.name))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let same_lists = lists.iter().all(|l| *l == lists[0]);
+            match &leaders[0] {
+                Some(leader) if leaders.iter().all(|l| l == &leaders[0]) && same_lists => {
+                    let agreed = Agreement {
+                        leader: leader.clone(),
+                        jobs: lists[0].clone(),
+                    };
+                    Ok(holds(&agreed).then_some(agreed))
+                }
+                // An error, so that a timeout reports what the agents said last.
+                _ => bail!(
+                    "leaders {leaders:?}, job counts {:?}",
+                    lists.iter().map(Vec::len).collect::<Vec<_>>()
+                ),
+            }
         })
         .await
     }

@@ -16,16 +16,27 @@ pub const PREFIX: &str = "saturn-pt-";
 
 /// Runs `ip ARGS`, failing with the command line and its stderr.
 pub fn ip(args: &[&str]) -> Result<String> {
-    let output = Command::new("ip").args(args).output().with_context(|| format!("cannot run `ip {}`", args.join(" ")))?;
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run `ip {}`", args.join(" ")))?;
     if !output.status.success() {
-        bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Pids of every process in namespace `ns`.
 pub fn pids_in(ns: &str) -> Vec<u32> {
-    ip(&["netns", "pids", ns]).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    ip(&["netns", "pids", ns])
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Kills every process in `ns` and waits (up to 3 s) until they are gone.
@@ -49,8 +60,13 @@ fn destroy_namespace(ns: &str) {
 /// run), and any starting with `ours` (a dead run that had our pid).
 pub fn remove_stale(ours: &str) {
     let listing = ip(&["netns", "list"]).unwrap_or_default();
-    for ns in listing.lines().filter_map(|line| line.split_whitespace().next()) {
-        let Some(rest) = ns.strip_prefix(PREFIX) else { continue };
+    for ns in listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        let Some(rest) = ns.strip_prefix(PREFIX) else {
+            continue;
+        };
         let owner_alive = rest
             .split('-')
             .next()
@@ -82,7 +98,10 @@ impl Topology {
         let hub = format!("{prefix}hub");
         ip(&["netns", "add", &hub])?;
         // From here on, a failure drops `topology`, which removes what was made so far.
-        let mut topology = Topology { hub, members: Vec::new() };
+        let mut topology = Topology {
+            hub,
+            members: Vec::new(),
+        };
         ip(&["-n", &topology.hub, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &topology.hub, "link", "set", "br0", "up"])?;
         for i in 0..n {
@@ -97,9 +116,20 @@ impl Topology {
     fn wire(&self, i: usize, ns: &str) -> Result<()> {
         // The pair is made inside the namespaces: the host's namespace never sees it.
         let veth = format!("v{i}");
-        ip(&["-n", &self.hub, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+        ip(&[
+            "-n", &self.hub, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+            ns,
+        ])?;
         ip(&["-n", &self.hub, "link", "set", &veth, "master", "br0", "up"])?;
-        ip(&["-n", ns, "addr", "add", &format!("{}/24", address(i)), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/24", address(i)),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", ns, "link", "set", "eth0", "up"])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         // Rules are consulted in order and the `local` table (delivery to this host) sits
@@ -133,13 +163,35 @@ impl Topology {
     /// From now on packets from `from` to `to` are dropped, silently, on arrival at `to`.
     pub fn drop_from(&self, from: usize, to: usize) -> Result<()> {
         let source = format!("{}/32", address(from));
-        ip(&["-n", &self.members[to], "rule", "add", "pref", "10", "from", &source, "blackhole"]).map(drop)
+        ip(&[
+            "-n",
+            &self.members[to],
+            "rule",
+            "add",
+            "pref",
+            "10",
+            "from",
+            &source,
+            "blackhole",
+        ])
+        .map(drop)
     }
 
     /// Lets packets from `from` to `to` through again.
     pub fn undrop(&self, from: usize, to: usize) -> Result<()> {
         let source = format!("{}/32", address(from));
-        ip(&["-n", &self.members[to], "rule", "del", "pref", "10", "from", &source, "blackhole"]).map(drop)
+        ip(&[
+            "-n",
+            &self.members[to],
+            "rule",
+            "del",
+            "pref",
+            "10",
+            "from",
+            &source,
+            "blackhole",
+        ])
+        .map(drop)
     }
 
     /// Cuts the link between `i` and `j` both ways; others still reach both.
