@@ -1,0 +1,198 @@
+//! Scenarios: an agent dies (`kill -9`) while it runs training attempts that have
+//! checkpointed. First a follower, then the leader. The dead agent's jobs resume on the
+//! survivors from their last reported checkpoint, never earlier: `job status` never shows
+//! them below it, and the jobs' own records show every new attempt starting at or past
+//! it. Every job completes, and no job ever runs two attempts at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use saturn_agent::cli::client::{encode_query, ApiClient};
+use saturn_agent::views::{JobView, JobsView};
+use saturn_tests::records::Record;
+use saturn_tests::{eventually, exclusive_segments, Harness, Setup};
+
+/// The simulated job checkpoints every this many steps (about once a second).
+const CHECKPOINT_EVERY: u64 = 50;
+const STEPS: u64 = 800;
+
+/// Eight jobs of one or two GPUs on twelve: every agent gets some. Step times are given,
+/// so training starts without trial runs.
+fn sweep(harness: &Harness) -> String {
+    let lrs: Vec<String> = (1..=8).map(|i| format!("\"{i}e-4\"")).collect();
+    format!(
+        r#"
+[[sweep]]
+name = "recover-lr{{lr}}"
+command = ["{saturn}", "synth-job", "--model-gb", "1", "--base-step-ms", "20", "--compute-fraction", "0.8", "--checkpoint-every", "{CHECKPOINT_EVERY}", "--lr", "{{lr}}"]
+grid = {{ lr = [{lrs}] }}
+steps = {STEPS}
+techniques = ["ddp"]
+gpus = [1, 2]
+profile_group = "recover"
+max_restarts = 2
+profile = {{ ddp = {{ 1 = 0.020, 2 = 0.0125 }} }}
+"#,
+        saturn = harness.saturn.display(),
+        lrs = lrs.join(", "),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_killed_follower_resume_elsewhere_from_their_last_checkpoint() {
+    let mut harness = Harness::start(&Setup::new(3)).expect("agents start");
+    if let Err(err) = kill_mid_run(&mut harness, false).await {
+        panic!("{err:#}\n{}", harness.logs());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_carries_the_sweep_on_after_the_leader_is_killed() {
+    let mut harness = Harness::start(&Setup::new(3)).expect("agents start");
+    if let Err(err) = kill_mid_run(&mut harness, true).await {
+        panic!("{err:#}\n{}", harness.logs());
+    }
+}
+
+/// A job running on the victim when it was killed, and the checkpoint it had reported.
+#[derive(Debug)]
+struct Cut {
+    job: String,
+    attempt: u32,
+    checkpoint: u64,
+}
+
+async fn kill_mid_run(harness: &mut Harness, kill_leader: bool) -> Result<()> {
+    harness.wait_formed(0, 3, Duration::from_secs(40)).await?;
+    let leader = harness.leader_index(0).await?;
+    let ids: Vec<String> = harness.submit(0, &sweep(harness)).await?.jobs.into_iter().map(|j| j.id).collect();
+
+    // The victim, once every training attempt on it has a committed checkpoint.
+    let candidates: Vec<usize> = if kill_leader { vec![leader] } else { (0..3).filter(|i| *i != leader).collect() };
+    let (victim, cuts) = eventually("the victim running training attempts past a checkpoint", Duration::from_secs(60), || {
+        checkpointed_on(harness, &candidates, leader)
+    })
+    .await?;
+    let name = harness.cluster.agents[victim].name.clone();
+    let survivor = (0..3).find(|i| *i != victim).context("a survivor")?;
+    let watch = Watch::start(harness.client(survivor), ids.clone());
+    let killed_at = Instant::now();
+    harness.cluster.kill(victim)?;
+    eprintln!("killed {name} (leader: {kill_leader}) running {cuts:?}");
+
+    if kill_leader {
+        let new = harness
+            .wait_status(survivor, "a new leader", Duration::from_secs(30), |s| s.leader.as_ref().is_some_and(|l| *l != name))
+            .await?;
+        eprintln!("new leader {:?} after {:.1} s", new.leader, killed_at.elapsed().as_secs_f64());
+    }
+    let jobs = harness.wait_jobs_ended(survivor, &ids, Duration::from_secs(120)).await?;
+    let snapshots = watch.stop().await;
+    eprintln!("every job ended {:.1} s after the kill", killed_at.elapsed().as_secs_f64());
+    for job in &jobs {
+        ensure!(job.state == "completed", "{} ended {} ({:?})", job.id, job.state, job.error);
+    }
+
+    let segments = exclusive_segments(&harness.records)?;
+    for cut in &cuts {
+        check_resumed(cut, &name, &segments, &snapshots)?;
+    }
+    Ok(())
+}
+
+/// Among `candidates`, an agent whose every training attempt has reported a checkpoint
+/// that is committed, with each job's (attempt, checkpoint). A checkpoint line counts as
+/// committed once a later step is: one reporter proposes an agent's events in order.
+async fn checkpointed_on(harness: &Harness, candidates: &[usize], ask: usize) -> Result<Option<(usize, Vec<Cut>)>> {
+    let jobs = harness.jobs(ask).await?;
+    for &i in candidates {
+        let name = &harness.cluster.agents[i].name;
+        let here: Vec<&JobView> =
+            jobs.iter().filter(|j| j.state == "running" && j.placement.iter().any(|p| &p.host == name)).collect();
+        if here.is_empty() {
+            continue;
+        }
+        let mut cuts = Vec::new();
+        for job in &here {
+            let path = format!("/v1/jobs/{}/logs?tail=200", encode_query(&job.id));
+            let log = harness.client(ask).get_text(&path).await?;
+            let checkpoint = log
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("SATURN checkpoint step=")?.parse::<u64>().ok())
+                .filter(|step| *step < job.steps_done)
+                .max();
+            match checkpoint {
+                Some(step) => cuts.push(Cut { job: job.id.clone(), attempt: job.attempt, checkpoint: step }),
+                None => break,
+            }
+        }
+        if cuts.len() == here.len() {
+            return Ok(Some((i, cuts)));
+        }
+    }
+    Ok(None)
+}
+
+/// The cut attempt ended with its agent, and the job went on elsewhere from at least
+/// the checkpoint it had reported, in `job status` and in its processes.
+fn check_resumed(cut: &Cut, victim: &str, segments: &[Record], snapshots: &[JobView]) -> Result<()> {
+    let old = segments.iter().find(|s| s.job == cut.job && s.attempt == cut.attempt && s.agent == victim);
+    let old = old.with_context(|| format!("no record of {} attempt {} on {victim}", cut.job, cut.attempt))?;
+    // SIGKILL of the agent must still stop its jobs (they get SIGTERM and end cleanly).
+    ensure!(old.end_ms.is_some(), "{} attempt {} outlived its agent {victim} (never ended): {old:?}", cut.job, cut.attempt);
+    let later: Vec<&Record> = segments.iter().filter(|s| s.job == cut.job && s.attempt > cut.attempt && !s.profile).collect();
+    ensure!(!later.is_empty(), "{} never ran again after {victim} died", cut.job);
+    for segment in &later {
+        ensure!(segment.agent != victim, "{} ran on the dead {victim}: {segment:?}", cut.job);
+        ensure!(
+            segment.start_step >= cut.checkpoint,
+            "{} attempt {} started at step {} although step {} had been checkpointed and reported",
+            cut.job,
+            segment.attempt,
+            segment.start_step,
+            cut.checkpoint
+        );
+    }
+    let lowest = snapshots.iter().filter(|j| j.id == cut.job).map(|j| j.steps_done).min();
+    ensure!(
+        lowest.is_some_and(|low| low >= cut.checkpoint),
+        "job status showed {} at {lowest:?} steps after the kill, below its checkpoint {}",
+        cut.job,
+        cut.checkpoint
+    );
+    let first = later.iter().map(|s| s.start_step).min().unwrap_or_default();
+    eprintln!("{}: checkpoint {} reported, resumed at {first} on {}", cut.job, cut.checkpoint, later[0].agent);
+    Ok(())
+}
+
+/// Polls `GET /v1/jobs` on one agent in the background and keeps every answer.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<JobView>>,
+}
+
+impl Watch {
+    fn start(client: ApiClient, ids: Vec<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                // An agent busy electing may not answer; the next poll will.
+                if let Ok(jobs) = client.get_json::<JobsView>("/v1/jobs").await {
+                    seen.extend(jobs.jobs.into_iter().filter(|j| ids.contains(&j.id)));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            seen
+        });
+        Watch { stop, task }
+    }
+
+    async fn stop(self) -> Vec<JobView> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}
