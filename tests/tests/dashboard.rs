@@ -56,7 +56,12 @@ async fn scenario(harness: &Harness, browser: &Path) -> Result<()> {
         }
         let page = Page::parse(&String::from_utf8_lossy(&dom));
         if page.bars != expected {
-            bail!("Gantt bars differ from /v1/plan epoch {}:\n page {:?}\n plan {:?}", before.epoch, page.bars, expected);
+            bail!(
+                "Gantt bars differ from /v1/plan epoch {}:\n page {:?}\n plan {:?}",
+                before.epoch,
+                page.bars,
+                expected
+            );
         }
         Ok(Some(page))
     })
@@ -69,7 +74,8 @@ async fn scenario(harness: &Harness, browser: &Path) -> Result<()> {
 
     let shot = artifacts_dir()?.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let args = [format!("--screenshot={}", shot.display()), "--window-size=1280,900".into(), "--hide-scrollbars".into()];
+    let args =
+        [format!("--screenshot={}", shot.display()), "--window-size=1280,900".into(), "--hide-scrollbars".into()];
     chromium(browser, &profile, &args, &url).await?;
     let png = std::fs::read(&shot).with_context(|| format!("no screenshot at {}", shot.display()))?;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} is not a rendered PNG", shot.display());
@@ -124,16 +130,25 @@ impl Page {
         // The dashboard's hooks: `.agent-card[data-agent]`, `tr.job-row[data-job]`,
         // `rect.gantt-bar[data-job][data-host][data-gpu]`.
         let with_class = |tag: Option<&'static str>, class: &'static str| {
-            elements.iter().filter(move |(name, attrs)| {
-                tag.is_none_or(|t| t == name) && attrs.get("class").is_some_and(|c| c.split_whitespace().any(|w| w == class))
-            }).map(|(_, attrs)| attrs)
+            elements
+                .iter()
+                .filter(move |(name, attrs)| {
+                    tag.is_none_or(|t| t == name)
+                        && attrs.get("class").is_some_and(|c| c.split_whitespace().any(|w| w == class))
+                })
+                .map(|(_, attrs)| attrs)
         };
         let agents = with_class(None, "agent-card").filter_map(|a| a.get("data-agent").cloned()).collect();
         let jobs = with_class(Some("tr"), "job-row").filter_map(|a| a.get("data-job").cloned()).collect();
         let bars = with_class(Some("rect"), "gantt-bar")
             .filter_map(|a| {
                 let state = a.get("class")?.split_whitespace().find_map(|c| c.strip_prefix("state-"))?.to_string();
-                Some(Bar { job: a.get("data-job")?.clone(), host: a.get("data-host")?.clone(), gpu: a.get("data-gpu")?.parse().ok()?, state })
+                Some(Bar {
+                    job: a.get("data-job")?.clone(),
+                    host: a.get("data-host")?.clone(),
+                    gpu: a.get("data-gpu")?.parse().ok()?,
+                    state,
+                })
             })
             .collect();
         Page { agents, jobs, bars }
@@ -159,7 +174,8 @@ fn start_tags(html: &str) -> Vec<(String, BTreeMap<String, String>)> {
             if rest.is_empty() || rest.starts_with('>') || rest.starts_with("/>") {
                 break;
             }
-            let name_end = rest.find(|c: char| c == '=' || c == '>' || c == '/' || c.is_whitespace()).unwrap_or(rest.len());
+            let name_end =
+                rest.find(|c: char| c == '=' || c == '>' || c == '/' || c.is_whitespace()).unwrap_or(rest.len());
             if name_end == 0 {
                 rest = &rest[1..]; // a stray '=' or '/': skip it, the tag still ends at '>'
                 continue;
@@ -185,7 +201,12 @@ fn start_tags(html: &str) -> Vec<(String, BTreeMap<String, String>)> {
 }
 
 fn unescape(value: &str) -> String {
-    value.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&nbsp;", "\u{a0}").replace("&amp;", "&")
+    value
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&")
 }
 
 /// Chromium: `$SATURN_CHROMIUM`, else the first of the usual names on `PATH`.

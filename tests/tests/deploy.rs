@@ -58,22 +58,26 @@ async fn local_cluster_sh_brings_up_a_mesh_that_saturn_status_reports_and_stops_
             .output();
     }));
 
-    let started = local_cluster(vec!["3".into(), "--dir".into(), base.display().to_string(), "--timeout".into(), "50".into()])
-        .run(Duration::from_secs(58))
-        .await
-        .expect("local-cluster.sh 3 succeeds");
+    let started =
+        local_cluster(vec!["3".into(), "--dir".into(), base.display().to_string(), "--timeout".into(), "50".into()])
+            .run(Duration::from_secs(58))
+            .await
+            .expect("local-cluster.sh 3 succeeds");
     assert!(stdout(&started).contains("Saturn: 3 agents up"), "{}", stdout(&started));
 
     let saturn = bin.join("saturn");
     for port in api..api + 3 {
         let url = format!("http://127.0.0.1:{port}");
-        let status: StatusView = eventually(&format!("saturn status on port {port}"), Duration::from_secs(20), || async {
-            let out = tokio::process::Command::new(&saturn).args(["--addr", &url, "status", "--json"]).output().await?;
-            let status: StatusView = serde_json::from_slice(&out.stdout).with_context(|| stdout(&out))?;
-            Ok((status.agents.iter().filter(|a| a.healthy).count() == 3 && status.leader.is_some()).then_some(status))
-        })
-        .await
-        .expect("every agent reports the mesh");
+        let status: StatusView =
+            eventually(&format!("saturn status on port {port}"), Duration::from_secs(20), || async {
+                let out =
+                    tokio::process::Command::new(&saturn).args(["--addr", &url, "status", "--json"]).output().await?;
+                let status: StatusView = serde_json::from_slice(&out.stdout).with_context(|| stdout(&out))?;
+                Ok((status.agents.iter().filter(|a| a.healthy).count() == 3 && status.leader.is_some())
+                    .then_some(status))
+            })
+            .await
+            .expect("every agent reports the mesh");
         let names: Vec<&str> = status.agents.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["node-a", "node-b", "node-c"], "agents as named by the script");
         assert!(status.agents.iter().all(|a| a.gpus.len() == 4), "4 simulated GPUs each: {status:?}");
@@ -102,7 +106,8 @@ async fn saturn_sbatch_runs_a_job_file_on_real_agents_under_a_fake_srun() {
     std::fs::write(dir.path().join("jobs.toml"), JOB_FILE).expect("job file");
     let ports = free_port_block(6).expect("free ports");
     let scratch = dir.path().join("scratch");
-    let path = format!("{}:{}", repo().join("deploy/test/fake-slurm").display(), std::env::var("PATH").unwrap_or_default());
+    let path =
+        format!("{}:{}", repo().join("deploy/test/fake-slurm").display(), std::env::var("PATH").unwrap_or_default());
     let env = [
         ("PATH", path),
         ("SLURM_JOB_NUM_NODES", "3".into()),
@@ -119,16 +124,23 @@ async fn saturn_sbatch_runs_a_job_file_on_real_agents_under_a_fake_srun() {
         ("SATURN_STOP_TIMEOUT_S", "15".into()),
     ];
     let args = vec![repo().join("deploy/slurm/saturn.sbatch").display().to_string(), "jobs.toml".into()];
-    let out = script(PathBuf::from("bash"), args, &env, dir.path()).run(Duration::from_secs(58)).await.expect("saturn.sbatch succeeds");
+    let out = script(PathBuf::from("bash"), args, &env, dir.path())
+        .run(Duration::from_secs(58))
+        .await
+        .expect("saturn.sbatch succeeds");
     let (stdout, stderr) = (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned());
 
     assert!(stderr.contains("mesh ready: 3 agents"), "{stderr}");
-    assert!(stdout.lines().any(|l| l.contains("deploy-test") && l.contains("completed")), "the job completes:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.contains("deploy-test") && l.contains("completed")),
+        "the job completes:\n{stdout}\n{stderr}"
+    );
     for node in ["node0", "node1", "node2"] {
         assert!(stderr.contains(&format!("saturn-node: {node} ")), "{node} started: {stderr}");
         let secrets = scratch.join("saturn-4242").join(node).join("secrets");
         for file in ["cluster.key", "api.token"] {
-            let mode = std::fs::metadata(secrets.join(file)).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+            let mode = std::fs::metadata(secrets.join(file))
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
             assert_eq!(mode.ok(), Some(0o600), "{node}'s {file} exists, readable by the user only");
         }
     }
@@ -151,7 +163,10 @@ async fn the_deploy_selftest_passes_with_stub_binaries() {
         ("SATURN_SELFTEST_SLURM_MESH_PORT", (ports + 8).to_string()),
         ("SATURN_SELFTEST_SLURM_API_PORT", (ports + 12).to_string()),
     ];
-    let out = script(repo().join("deploy/test/selftest.sh"), vec![], &env, dir.path()).run(Duration::from_secs(58)).await.expect("selftest.sh passes");
+    let out = script(repo().join("deploy/test/selftest.sh"), vec![], &env, dir.path())
+        .run(Duration::from_secs(58))
+        .await
+        .expect("selftest.sh passes");
     let report = stdout(&out);
     assert!(report.contains("all checks passed") && !report.contains("FAIL"), "{report}");
     assert!(report.lines().filter(|l| l.starts_with("ok ")).count() >= 25, "every check ran:\n{report}");

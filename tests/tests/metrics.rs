@@ -96,7 +96,8 @@ async fn scenario(harness: &Harness) -> Result<()> {
     eventually("busy GPUs and a positive step rate while the sweep runs", Duration::from_secs(30), || async {
         let scrape = scrape(harness, viewer).await?;
         let busy = value(&scrape, "saturn_gpus_busy", &[]).unwrap_or(0.0);
-        let rate = ids.iter().filter_map(|id| value(&scrape, "saturn_job_step_rate", &[("job", id)])).fold(0.0, f64::max);
+        let rate =
+            ids.iter().filter_map(|id| value(&scrape, "saturn_job_step_rate", &[("job", id)])).fold(0.0, f64::max);
         Ok((busy > 0.0 && rate > 0.0).then_some(()))
     })
     .await?;
@@ -148,12 +149,20 @@ async fn leader_planned(harness: &Harness, term_before: u64) -> Result<()> {
     let leader = status.leader.context("a leader")?;
     let i = harness.cluster.agents.iter().position(|a| a.name == leader).context("the leader is ours")?;
     let scrape = scrape(harness, i).await?;
-    for name in ["saturn_planner_solves", "saturn_profiling_seconds", "saturn_plan_makespan_seconds", "saturn_planner_predicted_makespan_seconds"] {
+    for name in [
+        "saturn_planner_solves",
+        "saturn_profiling_seconds",
+        "saturn_plan_makespan_seconds",
+        "saturn_planner_predicted_makespan_seconds",
+    ] {
         let v = value(&scrape, name, &[]).with_context(|| format!("{name} on the leader"))?;
         assert!(v > 0.0, "{name} is {v} on the leader {leader} while a profiled, planned sweep runs");
     }
     Ok(())
 }
+
+/// A sample the metrics must have: name, labels it carries, value.
+type Expected<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
 
 /// One quiescent comparison of agent `i`'s metrics with the CLI: `None` when the CLI's
 /// answers changed while the metrics were read (retry), an error on a mismatch.
@@ -162,7 +171,8 @@ async fn compare(harness: &Harness, i: usize) -> Result<Option<()>> {
     let status: Json = harness.cli_json(i, &["status"]).await?;
     let jobs: Json = harness.cli_json(i, &["job", "status"]).await?;
     let scrape = scrape(harness, i).await?;
-    let (status_after, jobs_after): (Json, Json) = (harness.cli_json(i, &["status"]).await?, harness.cli_json(i, &["job", "status"]).await?);
+    let (status_after, jobs_after): (Json, Json) =
+        (harness.cli_json(i, &["status"]).await?, harness.cli_json(i, &["job", "status"]).await?);
     if cli_numbers(&status, &jobs) != cli_numbers(&status_after, &jobs_after) {
         return Ok(None);
     }
@@ -173,7 +183,7 @@ async fn compare(harness: &Harness, i: usize) -> Result<Option<()>> {
     let gpus = |a: &Json| a["gpus"].as_array().cloned().unwrap_or_default();
     let healthy: Vec<&Json> = agents.iter().filter(|a| a["healthy"] == true).collect();
     let me = agents.iter().find(|a| a["name"] == name.as_str()).context("status lists this agent")?;
-    let mut expected: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+    let mut expected: Vec<Expected> = vec![
         ("saturn_gpus_total", vec![], healthy.iter().map(|a| gpus(a).len()).sum::<usize>() as f64),
         ("saturn_gpus_busy", vec![], agents.iter().flat_map(gpus).filter(|g| !g["busy_job"].is_null()).count() as f64),
         ("saturn_agent_gpus_total", vec![], gpus(me).len() as f64),
@@ -205,7 +215,9 @@ async fn compare(harness: &Harness, i: usize) -> Result<Option<()>> {
     if job_series != jobs.len() {
         bail!("agent {i}: {job_series} saturn_job_steps_done series for {} jobs", jobs.len());
     }
-    for (metric, at_least) in [("saturn_raft_commit_index", 1.0), ("saturn_raft_leader_changes", 1.0), ("saturn_dispatches", JOBS as f64)] {
+    for (metric, at_least) in
+        [("saturn_raft_commit_index", 1.0), ("saturn_raft_leader_changes", 1.0), ("saturn_dispatches", JOBS as f64)]
+    {
         let got = value(&scrape, metric, &[]).context(metric)?;
         if got < at_least {
             bail!("agent {i}: {metric} is {got}, expected at least {at_least}");
@@ -226,7 +238,12 @@ fn cli_numbers(status: &Json, jobs: &Json) -> Json {
             serde_json::json!([a["name"], a["role"], a["healthy"], busy])
         })
         .collect();
-    let jobs: Vec<Json> = jobs["jobs"].as_array().into_iter().flatten().map(|j| serde_json::json!([j["id"], j["state"], j["steps_done"]])).collect();
+    let jobs: Vec<Json> = jobs["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|j| serde_json::json!([j["id"], j["state"], j["steps_done"]]))
+        .collect();
     serde_json::json!([status["leader"], status["term"], agents, jobs])
 }
 
@@ -274,7 +291,10 @@ fn last_step(lines: &Mutex<Vec<String>>) -> u64 {
 
 /// The value of the sample `metric` whose labels include `labels`.
 fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let sample = scrape.samples.iter().find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
     match sample.value {
         Value::Gauge(v) | Value::Counter(v) | Value::Untyped(v) => Some(v),
         Value::Histogram(_) | Value::Summary(_) => None,
