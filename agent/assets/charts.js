@@ -141,10 +141,13 @@
             `data-host="${esc(p.host)}" data-gpu="${gpu}" x="${x.toFixed(1)}" y="${y}" ` +
             `width="${w.toFixed(1)}" height="${rowH - 3}" rx="2" fill="${S.jobColor(asg.job)}"/>`);
         }
-        // One label per host block, centred on the block's rows.
+        // One label per host block, inside its upper-middle bar: centred on the whole
+        // block it would straddle the gap between two bars (or miss the bars entirely
+        // when the block's GPUs are not adjacent rows).
         const label = rowH >= 12 ? fit(name, w - 8) : "";
         if (label && ys.length) {
-          const mid = (Math.min(...ys) + Math.max(...ys) + rowH - 3) / 2;
+          const sorted = [...ys].sort((a, b) => a - b);
+          const mid = sorted[Math.floor((sorted.length - 1) / 2)] + (rowH - 3) / 2;
           parts.push(`<text class="bar-label" x="${(x + 4).toFixed(1)}" y="${(mid + 4).toFixed(1)}">${esc(label)}</text>`);
         }
       }
