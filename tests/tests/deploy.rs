@@ -8,6 +8,8 @@
 //!   "node" as a local process, starts real agents with the command lines it builds
 //!   (per-allocation mesh key and API token included), runs a job file to completion
 //!   and stops the agents.
+//! - `deploy/systemd/agent.toml`, the file the systemd unit starts the agent with, is
+//!   accepted (flags override it), and the unit's stop (SIGTERM) ends it with status 0.
 //! - `deploy/test/selftest.sh` (stub binaries: every flag, port and exit path of both
 //!   scripts) passes.
 //!
@@ -20,6 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use saturn_agent::cli::client::ApiClient;
 use saturn_agent::local_cluster::sibling_bin_dir;
 use saturn_agent::views::StatusView;
 use saturn_tests::{eventually, free_port_block};
@@ -170,6 +173,42 @@ async fn the_deploy_selftest_passes_with_stub_binaries() {
     let report = stdout(&out);
     assert!(report.contains("all checks passed") && !report.contains("FAIL"), "{report}");
     assert!(report.lines().filter(|l| l.starts_with("ok ")).count() >= 25, "every check ran:\n{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systemd_config_starts_an_agent_that_stops_cleanly_on_sigterm() {
+    let bin = sibling_bin_dir().expect("binary dir");
+    let dir = tempfile::Builder::new().prefix("saturn-deploy-systemd-").tempdir().expect("temp dir");
+    let ports = free_port_block(2).expect("free ports");
+    // The shipped file as systemd's ExecStart reads it; flags move it to test ports and a
+    // temporary data dir, as an operator's drop-in would.
+    let mut agent = tokio::process::Command::new(bin.join("saturn-agent"))
+        .arg("--config")
+        .arg(repo().join("deploy/systemd/agent.toml"))
+        .args(["--name", "systemd-test", "--bootstrap-expect", "1", "--no-mdns", "--gpus", "sim:2xSIM-24GB"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{ports}"), "--api", &format!("127.0.0.1:{}", ports + 1)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("agent.log")).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("saturn-agent starts");
+    let client = ApiClient::new(&format!("http://127.0.0.1:{}", ports + 1), None).expect("client");
+    let up = eventually("the agent to lead its one-agent mesh", Duration::from_secs(30), || async {
+        let status: StatusView = client.get_json("/v1/status").await?;
+        Ok((status.leader.as_deref() == Some("systemd-test")).then_some(status))
+    })
+    .await;
+    let pid = agent.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw).expect("a running agent");
+    // systemd's stop: SIGTERM to the main process, then wait.
+    nix::sys::signal::kill(pid, Signal::SIGTERM).expect("SIGTERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), agent.wait()).await;
+    let stderr = std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+    let status = up.unwrap_or_else(|err| panic!("{err:#}\n{stderr}"));
+    assert_eq!(status.agents[0].gpus.len(), 2, "flags override the file's gpus = \"auto\"");
+    let exit = exit.expect("the agent stops within 30 s of SIGTERM").expect("exit status");
+    assert_eq!(exit.code(), Some(0), "a clean stop exits 0:\n{stderr}");
 }
 
 /// The workspace root (the deploy scripts are found from it).
