@@ -68,7 +68,9 @@ pub fn unavailable() -> Option<String> {
     if let Err(err) = ip(&["-V"]) {
         return Some(format!("`ip` (iproute2) is not usable: {err:#}"));
     }
-    let probe = format!("{PREFIX}{}-probe", std::process::id());
+    // Numbered like clusters, so tests probing at the same time never share a name.
+    let n = CLUSTERS.fetch_add(1, Ordering::Relaxed);
+    let probe = format!("{PREFIX}{}-{n}-probe", std::process::id());
     let _ = ip(&["netns", "del", &probe]);
     if let Err(err) = ip(&["netns", "add", &probe]) {
         return Some(format!(

@@ -155,7 +155,7 @@ async fn isolated_leader(cluster: &NetnsCluster) -> Result<()> {
     cluster.links.heal(old)?;
     let healed = cluster
         .agreement("the majority's job among them", SETTLE, |a| {
-            a.jobs.iter().any(|(id, _)| *id == accepted_id)
+            a.jobs.iter().any(|(id, _)| *id == accepted_id) && a.voters.len() == 3
         })
         .await?;
     ensure!(
@@ -211,14 +211,17 @@ async fn one_way_leader(cluster: &NetnsCluster) -> Result<()> {
             .await?;
         acknowledged.push(submitted.jobs[0].id.clone());
         cluster.links.heal_all()?;
+        // Healed means whole again: the replaced leader is a voter once more. (While the
+        // cluster has shrunk to fewer voters, losing the one left is not survivable.)
         let agreed = cluster
             .agreement(
-                &format!("after the {round}, every acknowledged job among them"),
+                &format!("after the {round}, 3 voters and every acknowledged job"),
                 SETTLE,
                 |a| {
-                    acknowledged
-                        .iter()
-                        .all(|id| a.jobs.iter().any(|(j, _)| j == id))
+                    a.voters.len() == 3
+                        && acknowledged
+                            .iter()
+                            .all(|id| a.jobs.iter().any(|(j, _)| j == id))
                 },
             )
             .await?;
@@ -275,10 +278,11 @@ async fn flapping_follower(cluster: &NetnsCluster) -> Result<()> {
         .await?;
     acknowledged.push(after.jobs[0].id.clone());
     let agreed = cluster
-        .agreement("every acknowledged job among them", SETTLE, |a| {
-            acknowledged
-                .iter()
-                .all(|id| a.jobs.iter().any(|(j, _)| j == id))
+        .agreement("3 voters and every acknowledged job", SETTLE, |a| {
+            a.voters.len() == 3
+                && acknowledged
+                    .iter()
+                    .all(|id| a.jobs.iter().any(|(j, _)| j == id))
         })
         .await?;
     let ids: BTreeSet<&String> = agreed.jobs.iter().map(|(id, _)| id).collect();

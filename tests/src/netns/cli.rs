@@ -20,6 +20,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Agreement {
     /// The leader every agent named.
     pub leader: String,
+    /// Names of the voters, sorted, as every agent sees them.
+    pub voters: Vec<String>,
     /// (id, name) of every job, in id order, the same on every agent.
     pub jobs: Vec<(String, String)>,
 }
@@ -123,42 +125,52 @@ impl NetnsCluster {
         .await
     }
 
-    /// Polls every agent until all name the same leader and list the same jobs, and
-    /// `holds` is true of what they agree on.
+    /// Polls every agent until all name the same leader, see the same voters and list
+    /// the same jobs, and `holds` is true of what they agree on.
     pub async fn agreement(
         &self,
         what: &str,
         timeout: Duration,
         holds: impl Fn(&Agreement) -> bool,
     ) -> Result<Agreement> {
-        let what = format!("one leader and one job list on every agent, {what}");
+        let what = format!("one leader, voter set and job list on every agent, {what}");
         eventually(&what, timeout, || async {
-            let mut leaders = Vec::new();
-            let mut lists = Vec::new();
+            let mut views = Vec::new();
             for i in 0..self.agents.len() {
-                leaders.push(self.status(i).await?.leader);
-                lists.push(
-                    self.jobs(i)
-                        .await?
-                        .into_iter()
-                        .map(|j| (j.id, j.name))
-                        .collect::<Vec<_>>(),
-                );
+                let status = self.status(i).await?;
+                let mut voters: Vec<String> = status
+                    .agents
+                    .into_iter()
+                    .filter(|a| a.role == "voter")
+                    .map(|a| a.name)
+                    .collect();
+                voters.sort();
+                let jobs: Vec<(String, String)> = self
+                    .jobs(i)
+                    .await?
+                    .into_iter()
+                    .map(|j| (j.id, j.name))
+                    .collect();
+                views.push((status.leader, voters, jobs));
             }
-            let same_lists = lists.iter().all(|l| *l == lists[0]);
-            match &leaders[0] {
-                Some(leader) if leaders.iter().all(|l| l == &leaders[0]) && same_lists => {
+            let first = &views[0];
+            match &first.0 {
+                Some(leader) if views.iter().all(|v| v == first) => {
                     let agreed = Agreement {
                         leader: leader.clone(),
-                        jobs: lists[0].clone(),
+                        voters: first.1.clone(),
+                        jobs: first.2.clone(),
                     };
                     Ok(holds(&agreed).then_some(agreed))
                 }
                 // An error, so that a timeout reports what the agents said last.
-                _ => bail!(
-                    "leaders {leaders:?}, job counts {:?}",
-                    lists.iter().map(Vec::len).collect::<Vec<_>>()
-                ),
+                _ => {
+                    let said: Vec<_> = views
+                        .iter()
+                        .map(|(l, v, j)| format!("leader {l:?}, voters {v:?}, {} jobs", j.len()))
+                        .collect();
+                    bail!("the agents disagree: {said:?}")
+                }
             }
         })
         .await
