@@ -5,6 +5,8 @@
 //! - an isolated leader cannot commit, and rejoins the majority's history on heal;
 //! - a leader that can only send, or only receive, is replaced, and the cluster
 //!   converges once the links heal;
+//! - a frozen (SIGSTOP) leader is replaced, and follows the new one when it wakes and
+//!   after a crash and restart;
 //! - a follower whose link flaps leaves one leader and one job list, and loses no
 //!   acknowledged submission;
 //! - a worker isolated mid-run stops its jobs before the majority runs them elsewhere.
@@ -227,6 +229,56 @@ async fn one_way_leader(cluster: &NetnsCluster) -> Result<()> {
             .await?;
         leader = agreed.leader;
     }
+    no_panics(cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_and_follows_when_it_wakes() {
+    let Some(mut cluster) = start(&setup(3)) else {
+        return;
+    };
+    if let Err(err) = frozen_leader(&mut cluster).await {
+        panic!("{err:#}\n{}", cluster.logs());
+    }
+}
+
+/// SIGSTOP is a partition in time: the frozen leader's timers, connections and beliefs
+/// are all stale when it wakes. Then a crash and a restart on the same data dir.
+async fn frozen_leader(cluster: &mut NetnsCluster) -> Result<()> {
+    let formed = cluster.agreement("formed", SETTLE, |_| true).await?;
+    let old = cluster
+        .index_of(&formed.leader)
+        .context("the leader is one of ours")?;
+    let other = (old + 1) % 3;
+    cluster.pause(old)?;
+    cluster
+        .wait_status(other, "a leader other than the frozen one", SETTLE, |s| {
+            s.leader.as_deref().is_some_and(|l| l != formed.leader)
+        })
+        .await?;
+    let accepted = cluster
+        .submit(other, &one_job(cluster, "while-frozen"), SUBMIT)
+        .await?;
+    let id = accepted.jobs[0].id.clone();
+    cluster.resume(old)?;
+    cluster
+        .agreement("after the wake-up, 3 voters and the job", SETTLE, |a| {
+            a.voters.len() == 3 && a.jobs.iter().any(|(j, _)| *j == id)
+        })
+        .await?;
+
+    // The woken agent crashes (kill -9) and comes back on its data dir, as itself.
+    cluster.restart(old)?;
+    let back = cluster
+        .agreement("after the restart, 3 voters and the job", SETTLE, |a| {
+            a.voters.len() == 3 && a.jobs.iter().any(|(j, _)| *j == id)
+        })
+        .await?;
+    ensure!(
+        back.voters.contains(&formed.leader),
+        "{} did not come back as a voter",
+        formed.leader
+    );
     no_panics(cluster)
 }
 
