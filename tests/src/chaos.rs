@@ -293,6 +293,30 @@ pub fn counters(metrics: &str, names: &[&str]) -> BTreeMap<String, f64> {
     found
 }
 
+/// Copies what explains a failure — the job records, the agents' logs and the jobs'
+/// logs, not the Raft stores — out of the test's temporary directory (which is removed
+/// when the harness is dropped) into a directory that stays; returns its path.
+pub fn keep_evidence(harness: &Harness, label: &str) -> std::path::PathBuf {
+    let kept = std::env::temp_dir().join(format!("saturn-{label}-{}-{}", std::process::id(), now_ms()));
+    copy_tree(&harness.dir(), &kept);
+    kept
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else { return };
+    let _ = std::fs::create_dir_all(to);
+    for entry in entries.filter_map(|e| e.ok()) {
+        let (path, name) = (entry.path(), entry.file_name());
+        if path.is_dir() {
+            if name != "raft" && name != "checkpoints" {
+                copy_tree(&path, &to.join(&name));
+            }
+        } else {
+            let _ = std::fs::copy(&path, to.join(&name));
+        }
+    }
+}
+
 /// Asks agent `i` something, giving up after `limit` (a paused agent accepts the
 /// connection and never answers).
 pub async fn within<T>(limit: Duration, request: impl std::future::Future<Output = Result<T>>) -> Result<T> {

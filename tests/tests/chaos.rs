@@ -22,7 +22,7 @@ use saturn_agent::cli::client::{encode_query, ApiClient};
 use saturn_agent::local_cluster::LocalCluster;
 use saturn_agent::views::{StatusView, SubmitView};
 use saturn_tests::chaos::{
-    check_all_completed_everywhere, check_records, counters, plan_faults, sweep, within, Fault, FaultKind, PlanLimits,
+    check_all_completed_everywhere, check_records, counters, keep_evidence, plan_faults, sweep, within, Fault, FaultKind, PlanLimits,
     Target, Timeline,
 };
 use saturn_tests::{eventually, Harness, Setup};
@@ -52,7 +52,8 @@ async fn invariants_hold_while_agents_crash_and_freeze() {
     let timeline = Timeline::default();
     timeline.note(format!("seed {seed} (SATURN_CHAOS_SEED), chaos for {run_for:?} (SATURN_CHAOS_SECS)"));
     if let Err(err) = scenario(&mut harness, &timeline, seed, run_for).await {
-        panic!("seed {seed}: {err:#}\ntimeline:\n{}\n{}", timeline.render(), harness.logs());
+        let kept = keep_evidence(&harness, "chaos");
+        panic!("seed {seed}: {err:#}\ntimeline:\n{}\n{}\nrecords and logs kept in {}", timeline.render(), harness.logs(), kept.display());
     }
 }
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use nix::sys::signal::Signal;
-use saturn_tests::chaos::{check_all_completed_everywhere, check_records, now_ms, sweep, Timeline};
+use saturn_tests::chaos::{check_all_completed_everywhere, check_records, keep_evidence, now_ms, sweep, Timeline};
 use saturn_tests::{eventually, records, Harness, Setup};
 
-const JOBS: usize = 6;
-const STEPS: u64 = 400;
+const JOBS: usize = 4;
+const STEPS: u64 = 800;
 const CHECKPOINT_EVERY: u64 = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +21,8 @@ async fn a_sweep_survives_every_agent_being_killed_at_once() {
     let mut harness = Harness::start(&Setup::new(3)).expect("agents start");
     let timeline = Timeline::default();
     if let Err(err) = scenario(&mut harness, &timeline).await {
-        panic!("{err:#}\ntimeline:\n{}\n{}", timeline.render(), harness.logs());
+        let kept = keep_evidence(&harness, "full-restart");
+        panic!("{err:#}\ntimeline:\n{}\n{}\nrecords and logs kept in {}", timeline.render(), harness.logs(), kept.display());
     }
 }
 
@@ -33,18 +34,32 @@ async fn scenario(harness: &mut Harness, timeline: &Timeline) -> Result<()> {
     ensure!(ids.len() == JOBS, "submitted {JOBS} jobs, got ids {ids:?}");
     timeline.note(format!("submitted {ids:?}"));
 
-    // Committed progress of two checkpoint intervals means the first checkpoint was
-    // committed too: an attempt's events are committed in order.
-    let before = eventually("two jobs past their second checkpoint", Duration::from_secs(60), || async {
-        let jobs = harness.jobs(0).await?;
-        let progressed: BTreeMap<String, u64> = jobs
-            .iter()
-            .filter(|j| j.state == "running" && j.steps_done >= 2 * CHECKPOINT_EVERY && j.steps_done < STEPS - CHECKPOINT_EVERY)
-            .map(|j| (j.id.clone(), j.steps_done))
-            .collect();
-        Ok((progressed.len() >= 2).then_some(progressed))
+    // Training under way: a checkpoint is committed.
+    let progressed = |j: &saturn_agent::views::JobView| {
+        j.state == "running" && j.steps_done >= 2 * CHECKPOINT_EVERY && j.steps_done < STEPS - 2 * CHECKPOINT_EVERY
+    };
+    eventually("a job past its second checkpoint", Duration::from_secs(60), || async {
+        Ok(harness.jobs(0).await?.iter().any(progressed).then_some(()))
     })
     .await?;
+    // A second sweep, with unknown step times: its trial runs are to be live at the crash.
+    let trial_file = sweep(&harness.saturn, "trial", 2, STEPS, CHECKPOINT_EVERY, "trial", false);
+    let trial_ids: Vec<String> = harness.submit(1, &trial_file).await?.jobs.into_iter().map(|j| j.id).collect();
+    timeline.note(format!("submitted {trial_ids:?}, to be profiled by trial runs"));
+
+    // Committed progress of two checkpoint intervals means the first checkpoint was
+    // committed too: an attempt's events are committed in order.
+    let before = eventually("a trial run live while a job is past its second checkpoint", Duration::from_secs(60), || async {
+        let (_, running) = records::segments(&records::read(&harness.records));
+        if !running.iter().any(|r| r.profile) {
+            return Ok(None);
+        }
+        let jobs = harness.jobs(0).await?;
+        let progressed: BTreeMap<String, u64> = jobs.iter().filter(|j| progressed(j)).map(|j| (j.id.clone(), j.steps_done)).collect();
+        Ok((!progressed.is_empty()).then_some(progressed))
+    })
+    .await?;
+    let ids: Vec<String> = ids.into_iter().chain(trial_ids).collect();
 
     // All at once: SIGKILL to every agent first, then reap them.
     for i in 0..3 {

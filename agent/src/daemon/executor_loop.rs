@@ -46,10 +46,6 @@ pub struct ExecutorLoopConfig {
 }
 
 /// Runs the reconcile loop and the event reporter until `shutdown` flips.
-/// `leftovers` are the attempts whose processes a previous run of this agent started:
-/// the restart ended them, so they are never started again here but handed back, and
-/// their jobs resume from their last checkpoint in a new attempt.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: ExecutorLoopConfig,
     services: Arc<dyn AgentServices>,
@@ -57,29 +53,17 @@ pub async fn run(
     events: mpsc::UnboundedReceiver<AttemptEvent>,
     mut applied: watch::Receiver<u64>,
     fenced: Arc<AtomicBool>,
-    leftovers: Vec<AttemptKey>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hand_backs = HandBacks::default();
-    let leftover_exit = ProcessEvent::Exited { code: None, signal: None, error: Some("ended when its agent restarted".into()) };
-    for key in &leftovers {
-        table.mark_finished(key, leftover_exit.clone());
-        hand_backs.add(key.clone());
-    }
     let reporter = tokio::spawn(report_events(services.clone(), events, hand_backs.clone()));
-    let (report_services, report_hand_backs) = (services.clone(), hand_backs.clone());
-    tokio::spawn(async move {
-        for key in leftovers {
-            propose_event(report_services.as_ref(), &key, leftover_exit.clone(), &mut Vec::new(), &report_hand_backs).await;
-        }
-    });
-    let mut exits_seen = BTreeMap::new();
+    let mut memory = Memory { exits_seen: BTreeMap::new(), hand_backs, started_at_ms: now_ms() };
     loop {
         if *shutdown.borrow() {
             break;
         }
         let fenced = fenced.load(Ordering::Relaxed);
-        reconcile(&config, services.as_ref(), &table, fenced, &mut exits_seen, &hand_backs).await;
+        reconcile(&config, &services, &table, fenced, &mut memory).await;
         tokio::select! {
             _ = applied.changed() => {}
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
@@ -94,16 +78,25 @@ pub async fn run(
 /// and step time) within moments; reporting it earlier would overtake those.
 const EXIT_REPORT_AGAIN_AFTER: Duration = Duration::from_secs(10);
 
-/// One reconcile round: start what must run here, stop everything else. `exits_seen`
-/// remembers when each exited-but-still-live attempt was first noticed.
+/// What the reconcile loop carries from one round to the next.
+struct Memory {
+    /// When each exited-but-still-live attempt was first noticed.
+    exits_seen: BTreeMap<AttemptKey, Instant>,
+    /// Exits to report as hand-backs.
+    hand_backs: HandBacks,
+    /// When this run of the agent started (Unix ms).
+    started_at_ms: u64,
+}
+
+/// One reconcile round: start what must run here, stop everything else.
 async fn reconcile(
     config: &ExecutorLoopConfig,
-    services: &dyn AgentServices,
+    services: &Arc<dyn AgentServices>,
     table: &ProcessTable,
     fenced: bool,
-    exits_seen: &mut BTreeMap<AttemptKey, Instant>,
-    hand_backs: &HandBacks,
+    memory: &mut Memory,
 ) {
+    let hand_backs = &memory.hand_backs;
     if fenced {
         let stopped = table.retain(&BTreeSet::new(), config.fence_kill_grace);
         for key in &stopped {
@@ -119,7 +112,12 @@ async fn reconcile(
     for (record, live) in state.attempts_on_host(&config.agent) {
         let key = AttemptKey::new(record.id.0.clone(), live.attempt);
         keep.insert(key.clone());
+        // Dispatched before this run of the agent started: the state it was read from may
+        // be stale (a restarted agent applies the log it missed only now), and a process
+        // of it may have run and ended already. Never started; handed back instead.
+        let from_before_start = live.dispatched_at_ms < memory.started_at_ms && table.finished(&key).is_none();
         match live.status {
+            _ if from_before_start => hand_back_unstarted(services, table, hand_backs, &key),
             AttemptStatus::Stopping => {
                 table.stop(&key, config.kill_grace);
             }
@@ -133,19 +131,31 @@ async fn reconcile(
         // An exit whose report was not committed (leader change, partition) is reported
         // again: the state still lists the attempt as live until it is.
         if let Some(exited) = table.finished(&key) {
-            let first_seen = *exits_seen.entry(key.clone()).or_insert_with(Instant::now);
+            let first_seen = *memory.exits_seen.entry(key.clone()).or_insert_with(Instant::now);
             if table.pid(&key).is_none() && first_seen.elapsed() > EXIT_REPORT_AGAIN_AFTER {
-                propose_event(services, &key, exited, &mut Vec::new(), hand_backs).await;
+                propose_event(services.as_ref(), &key, exited, &mut Vec::new(), hand_backs).await;
             }
         }
     }
-    exits_seen.retain(|key, _| keep.contains(key));
+    memory.exits_seen.retain(|key, _| keep.contains(key));
     let running: BTreeSet<AttemptKey> = table.running().into_iter().collect();
     hand_backs.retain(|key| keep.contains(key) || running.contains(key));
     let stale = table.retain(&keep, config.kill_grace);
     if !stale.is_empty() {
         tracing::info!(?stale, "stopping attempts the cluster no longer runs here");
     }
+}
+
+/// Marks an attempt of a former run of this agent as ended here (never to be started)
+/// and reports its exit as a hand-back, so its job resumes from its last checkpoint in a
+/// new attempt.
+fn hand_back_unstarted(services: &Arc<dyn AgentServices>, table: &ProcessTable, hand_backs: &HandBacks, key: &AttemptKey) {
+    tracing::info!(%key, "an attempt dispatched before this agent (re)started: handing it back");
+    let exited = ProcessEvent::Exited { code: None, signal: None, error: Some("ended when its agent restarted".into()) };
+    table.mark_finished(key, exited.clone());
+    hand_backs.add(key.clone());
+    let (services, hand_backs, key) = (services.clone(), hand_backs.clone(), key.clone());
+    tokio::spawn(async move { propose_event(services.as_ref(), &key, exited, &mut Vec::new(), &hand_backs).await });
 }
 
 /// The process spec of this host's part of a live attempt.

@@ -160,7 +160,6 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         process_events,
         node.subscribe(),
         fenced.clone(),
-        orphans.iter().map(|record| record.key()).collect(),
         stop_rx.clone(),
     ));
     handles.push(tokio::spawn(tasks::scheduler(settings.clone(), node.clone(), soft.clone(), services.clone())));
