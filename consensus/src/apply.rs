@@ -39,6 +39,7 @@ impl ClusterState {
             Command::Preempt { job, attempt, .. } => self.preempt(job, *attempt),
             Command::AgentUp { node, gpus, at_ms } => Ok(self.agent_up(node, gpus, *at_ms)),
             Command::AgentDown { name, at_ms } => self.agent_down(name, *at_ms),
+            Command::FailJob { job, reason, at_ms } => self.fail(job, reason, *at_ms),
         };
         outcome.unwrap_or_else(|rejection| {
             self.counters.rejected += 1;
@@ -67,6 +68,17 @@ impl ClusterState {
             Some(live) => live.status = AttemptStatus::Stopping,
             None => record.finished_at_ms = Some(at_ms),
         }
+        Ok(CommandResult::Applied)
+    }
+
+    fn fail(&mut self, id: &JobId, reason: &str, at_ms: u64) -> Outcome {
+        let record = self.active_job_mut(id)?;
+        if let Some(live) = &record.live {
+            return Err(wrong_state(id, format!("attempt {} is live", live.attempt)));
+        }
+        record.state = JobState::Failed;
+        record.error = Some(reason.to_string());
+        record.finished_at_ms = Some(at_ms);
         Ok(CommandResult::Applied)
     }
 

@@ -107,6 +107,18 @@ pub enum Command {
         /// When the leader decided.
         at_ms: u64,
     },
+    /// The scheduler gives up on a waiting job that cannot run at all (every
+    /// configuration was measured infeasible): it ends `failed` with `reason` as its
+    /// error. Rejected while the job has a live attempt. (Appended last: variant indices
+    /// are part of the log's encoding.)
+    FailJob {
+        /// The job.
+        job: JobId,
+        /// Why, for people (shown in `saturn job status`).
+        reason: String,
+        /// When the leader decided.
+        at_ms: u64,
+    },
 }
 
 /// The waiting states a scheduler may move a job between with [`Command::SetJobPhase`].

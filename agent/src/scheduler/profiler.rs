@@ -15,9 +15,9 @@
 //! opportunistic: they use only free GPUs that no waiting assignment of the committed plan
 //! names, so they never delay planned work.
 //!
-//! A job whose every option is infeasible cannot be failed: the state machine has no
-//! command for that (only `CancelJob`, which would misreport it as a user's decision).
-//! It is kept `queued` and reported in [`Unrunnable`] with the reason.
+//! A job whose every configuration was measured infeasible on the up hosts' GPUs is
+//! failed (`FailJob`) with the reason as its error, so the user sees why at once instead
+//! of a job queued forever; it is also reported in [`Unrunnable`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,10 +93,14 @@ pub fn decide_phases(
         }
         let phase = if series.iter().all(|s| s.ready()) {
             if job_options(book, job, hosts).is_empty() {
-                let reason =
-                    format!("no technique of {} can run on the up hosts' GPUs (all infeasible)", job.spec.name);
+                let reason = format!(
+                    "no configuration of {} can run on the up hosts' GPUs: every technique and GPU count was \
+                     measured infeasible (out of memory or crashed; see the trial runs in `saturn job logs {}`)",
+                    job.spec.name, job.id
+                );
+                commands.push(Command::FailJob { job: job.id.clone(), reason: reason.clone(), at_ms: ctx.now_ms });
                 unrunnable.push(Unrunnable { job: job.id.clone(), reason });
-                JobPhase::Queued
+                continue;
             } else {
                 JobPhase::Scheduled
             }

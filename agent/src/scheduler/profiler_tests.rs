@@ -92,12 +92,18 @@ fn jobs_move_from_queued_to_profiling_to_scheduled() {
 }
 
 #[test]
-fn a_job_with_no_feasible_option_stays_queued_with_a_reason() {
+fn a_job_with_no_feasible_option_fails_with_the_reason() {
     let mut state = cluster(&[("a", 2)]);
     let ids = submit(&mut state, vec![spec("big", "g", &["ddp"], 1, 2)]);
     record(&mut state, key("g", "ddp", 1, 1), None);
     let (commands, unrunnable) = phases(&state);
-    assert!(commands.is_empty(), "already queued");
+    let [Command::FailJob { job, reason, .. }] = &commands[..] else { panic!("expected one FailJob: {commands:?}") };
+    assert_eq!(job, &ids[0]);
+    assert!(reason.contains("infeasible"), "{reason}");
+    state.apply(&commands[0]);
+    let record = state.job(&ids[0]).expect("job");
+    assert_eq!(record.state.as_str(), "failed");
+    assert_eq!(record.error.as_deref(), Some(reason.as_str()));
     assert_eq!(unrunnable.len(), 1);
     assert_eq!(unrunnable[0].job, ids[0]);
     assert!(unrunnable[0].reason.contains("infeasible"));
