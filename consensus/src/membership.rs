@@ -6,7 +6,8 @@
 //! - every agent seen within the grace period that is not a member is added as a
 //!   learner (a joiner, or a returning agent re-admitted);
 //! - the voters are 5 when at least 5 members are eligible, else 3 when at least 3, else 1
-//!   (always odd, never more than the eligible members). Eligible means seen within the
+//!   (always odd), except that three or more voters never shrink below three because
+//!   members are down: that would leave one voter whose loss nobody could recover from. Eligible means seen within the
 //!   grace period and, for a learner, caught up with the leader's log;
 //! - current live voters are kept first (the leader always stays), then the
 //!   lowest-id eligible learners are promoted: a voter unseen for longer than the grace
@@ -101,7 +102,15 @@ pub fn plan_membership(input: &MembershipInput) -> Vec<MembershipAction> {
     let live_voters: Vec<NodeId> = input.voters.iter().copied().filter(|id| alive(id)).collect();
     let ready_learners: Vec<NodeId> =
         input.learners.iter().copied().filter(|id| alive(id) && caught_up(id)).collect();
-    let target = voter_target(live_voters.len() + ready_learners.len());
+    let eligible = live_voters.len() + ready_learners.len();
+    if eligible < 3 && input.voters.len() >= 3 {
+        // Shrinking to one voter because members are down would trade a recoverable
+        // outage for an unrecoverable one: if that last voter then fails, the survivors
+        // are learners and can never elect. Keep the voters (a majority may still be
+        // alive) until enough members are back to replace the dead ones.
+        return actions_for_learners(input, &input.voters, actions, alive);
+    }
+    let target = voter_target(eligible);
     // The leader first, then the other live voters, then learners: least churn.
     let mut voters: BTreeSet<NodeId> = BTreeSet::from([input.leader]);
     for id in live_voters.iter().chain(&ready_learners) {
@@ -113,7 +122,16 @@ pub fn plan_membership(input: &MembershipInput) -> Vec<MembershipAction> {
     if voters != input.voters {
         actions.push(MembershipAction::ChangeVoters { voters: voters.clone() });
     }
+    actions_for_learners(input, &voters, actions, alive)
+}
 
+/// Appends the removal of learners gone past the grace period (never a voter-to-be).
+fn actions_for_learners(
+    input: &MembershipInput,
+    voters: &BTreeSet<NodeId>,
+    mut actions: Vec<MembershipAction>,
+    alive: impl Fn(&NodeId) -> bool,
+) -> Vec<MembershipAction> {
     let gone: BTreeSet<NodeId> =
         input.learners.iter().copied().filter(|id| !alive(id) && !voters.contains(id)).collect();
     if !gone.is_empty() {

@@ -113,10 +113,18 @@ fn a_voter_gone_past_the_grace_period_is_replaced_by_a_caught_up_learner() {
 }
 
 #[test]
-fn without_a_replacement_the_voters_shrink_to_an_odd_count() {
+fn without_a_replacement_three_voters_stay_three_rather_than_one() {
     let mut input = input("a", &["a", "b", "c"], &[]);
     input.peers.get_mut(&id("b")).expect("b").last_seen_ms = 0;
-    assert_eq!(plan_membership(&input), vec![MembershipAction::ChangeVoters { voters: ids(&["a"]) }]);
+    assert_eq!(plan_membership(&input), vec![], "a and c are a majority; shrinking to a lone voter is not safer");
+}
+
+#[test]
+fn five_voters_with_two_gone_shrink_to_the_three_alive() {
+    let mut input = input("a", &["a", "b", "c", "d", "e"], &[]);
+    input.peers.get_mut(&id("d")).expect("d").last_seen_ms = 0;
+    input.peers.get_mut(&id("e")).expect("e").last_seen_ms = 0;
+    assert_eq!(plan_membership(&input), vec![MembershipAction::ChangeVoters { voters: ids(&["a", "b", "c"]) }]);
 }
 
 #[test]
