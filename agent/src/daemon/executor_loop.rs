@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +51,7 @@ pub async fn run(
     table: ProcessTable,
     events: mpsc::UnboundedReceiver<AttemptEvent>,
     mut applied: watch::Receiver<u64>,
-    fenced: Arc<AtomicBool>,
+    mut fenced: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hand_backs = HandBacks::default();
@@ -62,10 +61,11 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
-        let fenced = fenced.load(Ordering::Relaxed);
-        reconcile(&config, &services, &table, fenced, &mut memory).await;
+        let cut_off = *fenced.borrow_and_update();
+        reconcile(&config, &services, &table, cut_off, &mut memory).await;
         tokio::select! {
             _ = applied.changed() => {}
+            _ = fenced.changed() => {}
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
             _ = shutdown.changed() => {}
         }

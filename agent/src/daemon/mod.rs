@@ -22,7 +22,6 @@ mod tasks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,13 +131,13 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let fenced = Arc::new(AtomicBool::new(false));
+    let (fenced_tx, fenced) = watch::channel(false);
     let members = tasks::Members::default();
     let mut handles = vec![
         tokio::spawn(tasks::mesh_events(mesh_events, node.server(), soft.clone(), settings.data_dir.clone(), members.clone())),
         tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
         tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
-        tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced.clone())),
+        tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx)),
         tokio::spawn(membership::run(
             node.clone(),
             soft.clone(),

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use saturn_consensus::codec::{decode, encode};
 use saturn_consensus::{AgentNode, ConsensusNode, RaftServer};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::logs::{read_local, LogsRequest};
 use super::services::Services;
@@ -167,34 +167,49 @@ pub async fn watch_raft(node: Arc<ConsensusNode>, leader_changes: Arc<AtomicU64>
     }
 }
 
-/// Sets `fenced` when this agent has not seen a quorum of voters alive for
-/// `fence_after`: a partitioned agent stops its jobs before the majority, which waits
-/// the full grace period, runs them elsewhere.
-pub async fn fence(node: Arc<ConsensusNode>, soft: Arc<SoftState>, fence_after: Duration, fenced: Arc<AtomicBool>) {
-    let mut quorum_seen = Instant::now();
+/// When this agent last heard from a majority of the voters (itself counted as heard
+/// now): the majority-th most recent of their last heartbeats. `None` when it never has.
+pub fn quorum_heard(voters: &[(bool, Option<Duration>)]) -> Option<Duration> {
+    let mut silences: Vec<Duration> = voters
+        .iter()
+        .filter_map(|(me, silent)| if *me { Some(Duration::ZERO) } else { *silent })
+        .collect();
+    silences.sort();
+    silences.get(voters.len() / 2).copied()
+}
+
+/// Publishes `fenced = true` once this agent has not heard from a majority of the voters
+/// for `fence_after`, measured from the last heartbeats themselves (not from the failure
+/// detector's verdict, which comes seconds later), so a partitioned agent stops its jobs
+/// well before the majority, which waits the full grace period, runs them elsewhere.
+pub async fn fence(node: Arc<ConsensusNode>, soft: Arc<SoftState>, fence_after: Duration, fenced: watch::Sender<bool>) {
+    let started = Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let now = Instant::now();
         let metrics = node.metrics();
-        if metrics.voters.is_empty() {
-            quorum_seen = now;
-            continue;
-        }
-        let alive = metrics
-            .voters
-            .iter()
-            .filter(|id| metrics.nodes.get(id).is_some_and(|n| soft.is_alive(&n.name, now)))
-            .count();
-        if alive * 2 > metrics.voters.len() {
-            quorum_seen = now;
-        }
-        let cut_off = now.duration_since(quorum_seen) > fence_after;
-        if fenced.swap(cut_off, Ordering::Relaxed) != cut_off {
+        let cut_off = if metrics.voters.is_empty() {
+            false
+        } else {
+            let voters: Vec<(bool, Option<Duration>)> = metrics
+                .voters
+                .iter()
+                .map(|id| {
+                    let name = metrics.nodes.get(id).map(|n| n.name.as_str()).unwrap_or("");
+                    (*id == metrics.id, soft.silent_for(name, now))
+                })
+                .collect();
+            // Just started: nobody heard yet is not a partition.
+            let silence = quorum_heard(&voters).unwrap_or_else(|| now.duration_since(started));
+            silence > fence_after
+        };
+        if *fenced.borrow() != cut_off {
             if cut_off {
                 tracing::warn!("no quorum of voters heard for {fence_after:?}: fencing this agent's jobs");
             } else {
                 tracing::info!("quorum heard again: fence lifted");
             }
+            fenced.send_replace(cut_off);
         }
     }
 }
@@ -268,4 +283,27 @@ fn scheduler_gauges(stats: &crate::scheduler::SchedulerStats) -> Vec<(String, St
         gauge("profiling_trials", "trial runs recorded", profiling.trials as f64),
         gauge("profiling_full_grid_trials", "trial runs the full grid would take", profiling.full_grid_trials as f64),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quorum_heard;
+    use std::time::Duration;
+
+    fn s(secs: u64) -> Option<Duration> {
+        Some(Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn a_quorum_is_heard_when_a_majority_spoke_recently() {
+        // Me plus one of two others: a majority of three heard now-ish.
+        assert_eq!(quorum_heard(&[(true, None), (false, s(1)), (false, s(30))]), s(1));
+        // Both others silent: the majority was last heard when the fresher one spoke.
+        assert_eq!(quorum_heard(&[(true, None), (false, s(7)), (false, s(30))]), s(7));
+        // Five voters need three: me and the two freshest.
+        assert_eq!(quorum_heard(&[(true, None), (false, s(2)), (false, s(4)), (false, s(9)), (false, None)]), s(4));
+        // Never heard from anyone else.
+        assert_eq!(quorum_heard(&[(true, None), (false, None), (false, None)]), None);
+        assert_eq!(quorum_heard(&[(true, None)]), Some(Duration::ZERO));
+    }
 }
