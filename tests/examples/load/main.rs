@@ -237,7 +237,10 @@ async fn main() -> Result<()> {
         base_dir: dir.path().to_path_buf(),
         names: (0..settings.agents).map(|i| format!("agent-{i:02}")).collect(),
         gpus: "sim:8xSIM-24GB".into(),
-        bootstrap_expect: settings.agents.min(3),
+        // All agents start at once, so all of them form the cluster together: with a
+        // smaller expectation, several groups may each see enough agents and initialise
+        // clusters of their own (see `saturn_consensus::membership::formation`).
+        bootstrap_expect: settings.agents,
         extra_args: vec!["--heartbeat-ms".into(), "500".into()],
         env: Vec::new(),
     };
@@ -250,11 +253,15 @@ async fn main() -> Result<()> {
     if outcome.is_err() {
         eprintln!("last lines of agent-00's log:\n{}", cluster.log_tail(0, 2000));
     }
+    let failed = outcome.is_err();
     let stopping = Instant::now();
     drop(cluster);
     let left = probe::processes_under(dir.path());
     for pid in &left {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+    if failed {
+        eprintln!("agent logs kept in {}", dir.keep().display());
     }
     let mut rows = outcome?;
     rows.push(row("all agents stopped (SIGTERM, jobs handed back)", format!("{:.1} s", stopping.elapsed().as_secs_f64())));
