@@ -210,7 +210,16 @@ impl ConsensusNode {
         let Some((leader, node)) = target else { return Err(Try::Again("no leader known".to_string())) };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let call = self.transport.call(leader, &node, RaftRequest::Propose(proposal.clone()));
-        match tokio::time::timeout(remaining, call).await {
+        // A leader that hangs (host frozen, link silent) keeps its connection open and never
+        // answers. Give up on it as soon as this node stops following it (an election
+        // started, another leader won) and retry there: the proposal id makes that safe.
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(remaining, call) => answer,
+            () = stopped_following(self.raft.metrics(), leader) => {
+                return Err(Try::Again(format!("{node} is no longer the leader")));
+            }
+        };
+        match answer {
             Ok(Ok(RaftResponse::Propose(Ok(result)))) => Ok(result),
             Ok(Ok(RaftResponse::Propose(Err(ForwardError::NotLeader { .. })))) => {
                 Err(Try::Again(format!("{node} is no longer the leader")))
@@ -292,5 +301,18 @@ fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, AgentNode>>) -
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => MembershipError::NotLeader { leader: to.leader_id },
         other => MembershipError::Refused(other.to_string()),
+    }
+}
+
+/// Resolves once `metrics` no longer name `leader` as the current leader; never while
+/// they do (nor after the Raft core stopped: the caller's deadline then applies).
+async fn stopped_following(mut metrics: watch::Receiver<RaftMetrics>, leader: NodeId) {
+    loop {
+        if metrics.borrow_and_update().current_leader != Some(leader) {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }

@@ -31,6 +31,8 @@ struct Links {
     cut: BTreeSet<(NodeId, NodeId)>,
     /// Members cut from everyone, both ways.
     isolated: BTreeSet<NodeId>,
+    /// Members that never answer nor send (a hung host: its connections stay open).
+    frozen: BTreeSet<NodeId>,
     drop_probability: f64,
     rng: ChaCha8Rng,
     codec_failures: u64,
@@ -55,6 +57,7 @@ impl MemRouter {
             servers: BTreeMap::new(),
             cut: BTreeSet::new(),
             isolated: BTreeSet::new(),
+            frozen: BTreeSet::new(),
             drop_probability: 0.0,
             rng: ChaCha8Rng::seed_from_u64(seed),
             codec_failures: 0,
@@ -106,11 +109,19 @@ impl MemRouter {
         self.links().isolated.insert(id);
     }
 
-    /// Restores every link and stops dropping messages.
+    /// Freezes `id` like a hung host: requests to it and from it neither arrive nor fail,
+    /// they wait forever (the callers' own timeouts apply). Unlike a cut link, nothing
+    /// tells a caller that the member is gone. Requests already waiting stay lost.
+    pub fn freeze(&self, id: NodeId) {
+        self.links().frozen.insert(id);
+    }
+
+    /// Restores every link, thaws frozen members and stops dropping messages.
     pub fn heal_all(&self) {
         let mut links = self.links();
         links.cut.clear();
         links.isolated.clear();
+        links.frozen.clear();
         links.drop_probability = 0.0;
     }
 
@@ -140,6 +151,13 @@ struct MemTransport {
 #[async_trait::async_trait]
 impl Transport for MemTransport {
     async fn call(&self, target: NodeId, _node: &AgentNode, request: RaftRequest) -> Result<RaftResponse, TransportError> {
+        let frozen = {
+            let links = self.router.links();
+            links.frozen.contains(&self.from) || links.frozen.contains(&target)
+        };
+        if frozen {
+            return std::future::pending().await;
+        }
         let server = {
             let mut links = self.router.links();
             links.delivers(self.from, target)?;
