@@ -25,12 +25,19 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults for a LAN mesh: 250 ms heartbeats, elections after 1–2 s of silence.
+    /// Defaults for a LAN mesh: 150 ms heartbeats, elections after about 1.2–1.8 s of silence.
+    ///
+    /// openraft 0.9 adds a leader lease of `election_timeout.1` before a follower's own
+    /// random timeout (and checks timers every 1.5 heartbeats), so a follower that heard
+    /// the leader last at `t` stands for election at `t + max + [min, max)` plus a tick:
+    /// 1.2–1.8 s here, where 1–2 s gave 3–4 s (leader failover measured by
+    /// `tests/examples/mesh_bench.rs`). Still five or more heartbeats of silence before
+    /// anyone stands, and an AppendEntries (its timeout is one heartbeat) of 150 ms.
     pub fn new(node: AgentNode) -> Self {
         NodeConfig {
             node,
-            heartbeat_interval: Duration::from_millis(250),
-            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            heartbeat_interval: Duration::from_millis(150),
+            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             snapshot_every_logs: 5000,
             logs_kept_after_snapshot: 1000,
             propose_timeout: Duration::from_secs(10),
