@@ -102,7 +102,14 @@ fn run(config: AgentConfig) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(daemon::run(settings, shutdown_signal()))
+    let result = runtime.block_on(daemon::run(settings, shutdown_signal()));
+    if config.data_dir_is_temporary {
+        // --dev's data dir was ours alone: nothing in it outlives the agent.
+        if let Err(err) = std::fs::remove_dir_all(&config.data_dir) {
+            tracing::warn!(data_dir = %config.data_dir.display(), %err, "could not remove the temporary data dir");
+        }
+    }
+    result
 }
 
 /// Resolves on SIGINT or SIGTERM.
