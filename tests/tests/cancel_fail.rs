@@ -1,13 +1,14 @@
 //! Scenarios: `saturn job cancel` stops a running job's process and the job stays
 //! `cancelled`; a job that always fails is restarted `max_restarts` times, ends `failed`,
-//! and says why in `saturn job status` (JSON and human) and `saturn job logs`.
+//! and says why in `saturn job status` (JSON and human) and `saturn job logs`; `saturn job
+//! run --wait` on it exits 1.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use saturn_agent::views::JobView;
-use saturn_tests::records::{self, Record};
 use saturn_agent::api::now_ms;
+use saturn_agent::views::{JobView, JobsView};
+use saturn_tests::records::{self, Record};
 use saturn_tests::{eventually, exclusive_segments, Harness, Setup};
 
 /// One job of the simulated job with a given step time (no trial runs).
@@ -72,7 +73,7 @@ async fn cancel(harness: &Harness) -> Result<()> {
     // A job submitted after the cancel and run to its end: the scheduler has had every
     // chance to (wrongly) start the cancelled one again by then.
     let after = harness.submit(2, &one_job(harness, "after", 50, 2, "")).await?.jobs[0].id.clone();
-    harness.wait_jobs_ended(0, &[after.clone()], Duration::from_secs(30)).await?;
+    harness.wait_jobs_ended(0, std::slice::from_ref(&after), Duration::from_secs(30)).await?;
     ensure!(job(harness, 0, &id).await?.state == "cancelled", "{id} left the cancelled state");
 
     let segments = exclusive_segments(&harness.records)?;
@@ -81,7 +82,8 @@ async fn cancel(harness: &Harness) -> Result<()> {
     let process = mine[0];
     ensure!(process.attempt == running.attempt, "the process is the attempt that was running: {process:?}");
     // The end line: the process ended itself on SIGTERM, after the cancel.
-    let end = process.end_ms.with_context(|| format!("{id}'s process never wrote its end (SIGKILLed?): {process:?}"))?;
+    let end =
+        process.end_ms.with_context(|| format!("{id}'s process never wrote its end (SIGKILLed?): {process:?}"))?;
     ensure!(end >= cancelled_at, "{id}'s process ended before the cancel: {process:?}");
     ensure!(process.outcome == "terminated", "{id}'s process ended {}, not on SIGTERM", process.outcome);
     Ok(())
@@ -97,22 +99,38 @@ async fn a_job_that_always_fails_is_restarted_max_restarts_times_then_fails_visi
 
 async fn always_failing(harness: &Harness) -> Result<()> {
     harness.wait_formed(0, 3, Duration::from_secs(40)).await?;
-    let file = one_job(harness, "doomed", 200, 2, r#", "--fail-always""#);
-    let id = harness.submit(0, &file).await?.jobs[0].id.clone();
-    harness.wait_jobs_ended(1, &[id.clone()], Duration::from_secs(60)).await?;
+    let file = harness.dir().join("doomed.toml");
+    std::fs::write(&file, one_job(harness, "doomed", 200, 2, r#", "--fail-always""#))?;
+    // `job run --wait` ends when the job does, and says by its exit status that not
+    // every job completed.
+    let path = file.display().to_string();
+    let waited = harness.cli(0, &["job", "run", &path, "--wait", "--json"], Duration::from_secs(60)).await?;
+    ensure!(waited.code == Some(1), "job run --wait on a failing job exited {:?}: {}", waited.code, waited.stderr);
+    let printed: JobsView = serde_json::from_str(&waited.stdout).context("job run --wait --json prints one JSON document")?;
+    ensure!(printed.jobs.len() == 1 && printed.jobs[0].state == "failed", "job run --wait printed {:?}", printed.jobs);
+    let id = printed.jobs[0].id.clone();
 
     let run = harness.cli(2, &["job", "status", &id, "--json"], Duration::from_secs(30)).await?;
     ensure!(run.code == Some(0), "saturn job status --json exited {:?}: {}", run.code, run.stderr);
     let job: JobView = serde_json::from_str(&run.stdout).context("job status ID --json prints one JSON document")?;
     ensure!(job.state == "failed", "{id} ended {}", job.state);
-    ensure!(job.restarts == 2 && job.attempt == 3, "2 restarts (3 attempts) expected, got {} restarts, attempt {}", job.restarts, job.attempt);
+    ensure!(
+        job.restarts == 2 && job.attempt == 3,
+        "2 restarts (3 attempts) expected, got {} restarts, attempt {}",
+        job.restarts,
+        job.attempt
+    );
     ensure!(job.exit_code == Some(1), "the last attempt's exit code is 1, got {:?}", job.exit_code);
     let error = job.error.clone().context("a failed job says why")?;
     ensure!(!error.trim().is_empty(), "the error is empty");
 
     let human = harness.cli(0, &["job", "status", &id], Duration::from_secs(30)).await?;
     ensure!(human.code == Some(0), "saturn job status exited {:?}: {}", human.code, human.stderr);
-    ensure!(human.stdout.contains("failed") && human.stdout.contains(&error), "saturn job status hides the error:\n{}", human.stdout);
+    ensure!(
+        human.stdout.contains("failed") && human.stdout.contains(&error),
+        "saturn job status hides the error:\n{}",
+        human.stdout
+    );
 
     let logs = harness.cli(1, &["job", "logs", &id], Duration::from_secs(30)).await?;
     ensure!(logs.code == Some(0), "saturn job logs exited {:?}: {}", logs.code, logs.stderr);

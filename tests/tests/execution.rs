@@ -27,7 +27,13 @@ struct Group {
 /// job's `techniques` or `gpus` is caught. `wide` and `narrow` come with measured step
 /// times (what the simulated job takes); `trial` must be profiled by trial runs.
 const GROUPS: [Group; 3] = [
-    Group { name: "narrow", steps: 300, techniques: &["ddp"], gpus: (1, 2), profile: &[("ddp", 1, 0.020), ("ddp", 2, 0.0125)] },
+    Group {
+        name: "narrow",
+        steps: 300,
+        techniques: &["ddp"],
+        gpus: (1, 2),
+        profile: &[("ddp", 1, 0.020), ("ddp", 2, 0.0125)],
+    },
     Group {
         name: "wide",
         steps: 400,
@@ -46,7 +52,8 @@ fn sweep_file(harness: &Harness, groups: &[Group], jobs_per_group: usize) -> Str
         for (technique, gpus, seconds) in group.profile {
             profile.entry(technique).or_default().push(format!("{gpus} = {seconds}"));
         }
-        let profile: Vec<String> = profile.iter().map(|(t, entries)| format!("{t} = {{ {} }}", entries.join(", "))).collect();
+        let profile: Vec<String> =
+            profile.iter().map(|(t, entries)| format!("{t} = {{ {} }}", entries.join(", "))).collect();
         let techniques: Vec<String> = group.techniques.iter().map(|t| format!("\"{t}\"")).collect();
         file.push_str(&format!(
             r#"
@@ -93,7 +100,10 @@ async fn sweep_within_constraints(harness: &Harness) -> Result<()> {
         .jobs
         .iter()
         .map(|j| {
-            let group = GROUPS.iter().find(|g| j.name.starts_with(&format!("{}-", g.name))).context("a job of a known group")?;
+            let group = GROUPS
+                .iter()
+                .find(|g| j.name.starts_with(&format!("{}-", g.name)))
+                .context("a job of a known group")?;
             Ok((j.id.clone(), group))
         })
         .collect::<Result<_>>()?;
@@ -103,7 +113,8 @@ async fn sweep_within_constraints(harness: &Harness) -> Result<()> {
     // What a user sees: `saturn job status --json`.
     let run = harness.cli(0, &["job", "status", "--json"], Duration::from_secs(30)).await?;
     ensure!(run.code == Some(0), "saturn job status --json failed: {}", run.stderr);
-    let listed: JobsView = serde_json::from_str(&run.stdout).context("saturn job status --json prints one JSON document")?;
+    let listed: JobsView =
+        serde_json::from_str(&run.stdout).context("saturn job status --json prints one JSON document")?;
     let jobs: Vec<&JobView> = listed.jobs.iter().filter(|j| ids.contains(&j.id)).collect();
     ensure!(jobs.len() == 12, "job status lists {} of the 12 jobs", jobs.len());
 
@@ -123,15 +134,25 @@ async fn sweep_within_constraints(harness: &Harness) -> Result<()> {
         eprintln!("group {}: (technique, GPUs, trial) seen {shapes:?}", group.name);
     }
     let trials = segments.iter().filter(|s| s.profile).count();
-    let attempts: BTreeSet<(&str, u32)> = segments.iter().filter(|s| !s.profile).map(|s| (s.job.as_str(), s.attempt)).collect();
-    eprintln!("12 jobs completed {:.1} s after submission: {trials} trial runs, {} training attempts", took.as_secs_f64(), attempts.len());
+    let attempts: BTreeSet<(&str, u32)> =
+        segments.iter().filter(|s| !s.profile).map(|s| (s.job.as_str(), s.attempt)).collect();
+    eprintln!(
+        "12 jobs completed {:.1} s after submission: {trials} trial runs, {} training attempts",
+        took.as_secs_f64(),
+        attempts.len()
+    );
     Ok(())
 }
 
 /// The job's final state and every one of its segments respect its group's constraints.
 fn check_job(job: &JobView, group: &Group, segments: &[Record]) -> Result<()> {
     let technique = job.technique.as_deref().unwrap_or("none");
-    ensure!(group.techniques.contains(&technique), "{} ran as {technique}, its file allows {:?}", job.id, group.techniques);
+    ensure!(
+        group.techniques.contains(&technique),
+        "{} ran as {technique}, its file allows {:?}",
+        job.id,
+        group.techniques
+    );
     let placed: usize = job.placement.iter().map(|p| p.gpus.len()).sum();
     ensure!(
         (group.gpus.0..=group.gpus.1).contains(&placed),
@@ -155,7 +176,12 @@ fn check_job(job: &JobView, group: &Group, segments: &[Record]) -> Result<()> {
             group.gpus
         );
         for part in parts {
-            ensure!(group.techniques.contains(&part.technique.as_str()), "{} {what} {attempt} ran as {}", job.id, part.technique);
+            ensure!(
+                group.techniques.contains(&part.technique.as_str()),
+                "{} {what} {attempt} ran as {}",
+                job.id,
+                part.technique
+            );
         }
     }
     // The completing attempt is the one `job status` reports.
@@ -220,16 +246,27 @@ async fn cli_wait_and_follow(harness: &Harness) -> Result<()> {
     let run = harness.cli(2, &["job", "run", &path, "--wait", "--json"], Duration::from_secs(90)).await?;
     ensure!(run.code == Some(0), "job run --wait --json exited {:?}: {}\n{}", run.code, run.stderr, run.stdout);
     // `from_str` refuses anything after the first document: exactly one is printed.
-    let waited: JobsView = serde_json::from_str(&run.stdout).context("job run --wait --json prints exactly one JSON document")?;
+    let waited: JobsView =
+        serde_json::from_str(&run.stdout).context("job run --wait --json prints exactly one JSON document")?;
     ensure!(waited.jobs.len() == 3, "3 jobs in the answer: {:?}", waited.jobs);
     for job in &waited.jobs {
-        ensure!(job.state == "completed" && job.steps_done == 200, "{} printed as {} at {}", job.id, job.state, job.steps_done);
+        ensure!(
+            job.state == "completed" && job.steps_done == 200,
+            "{} printed as {} at {}",
+            job.id,
+            job.state,
+            job.steps_done
+        );
     }
     let listed = harness.jobs(0).await?;
-    ensure!(waited.jobs.iter().all(|w| listed.iter().any(|j| j.id == w.id && j.state == "completed")), "the printed ids are the cluster's jobs");
+    ensure!(
+        waited.jobs.iter().all(|w| listed.iter().any(|j| j.id == w.id && j.state == "completed")),
+        "the printed ids are the cluster's jobs"
+    );
 
     // A longer job, followed while it runs: `logs -f` must end by itself when the job does.
-    let long = [Group { name: "followed", steps: 400, techniques: &["ddp"], gpus: (1, 1), profile: &[("ddp", 1, 0.020)] }];
+    let long =
+        [Group { name: "followed", steps: 400, techniques: &["ddp"], gpus: (1, 1), profile: &[("ddp", 1, 0.020)] }];
     let id = harness.submit(0, &sweep_file(harness, &long, 1)).await?.jobs[0].id.clone();
     eventually("the followed job running", Duration::from_secs(30), || async {
         let job = harness.jobs(0).await?.into_iter().find(|j| j.id == id);
@@ -241,8 +278,16 @@ async fn cli_wait_and_follow(harness: &Harness) -> Result<()> {
     let job = harness.jobs(1).await?.into_iter().find(|j| j.id == id).context("the followed job is listed")?;
     ensure!(job.state == "completed", "logs -f returned while the job is {}", job.state);
     // The whole output, from the start to the last step, came through the follow.
-    ensure!(follow.stdout.contains("synth-job: simulated training job"), "logs -f lacks the job's first line:\n{}", follow.stdout);
-    ensure!(follow.stdout.contains("SATURN step=400"), "logs -f stopped before the job's last step:\n{}", follow.stdout);
+    ensure!(
+        follow.stdout.contains("synth-job: simulated training job"),
+        "logs -f lacks the job's first line:\n{}",
+        follow.stdout
+    );
+    ensure!(
+        follow.stdout.contains("SATURN step=400"),
+        "logs -f stopped before the job's last step:\n{}",
+        follow.stdout
+    );
     exclusive_segments(&harness.records)?;
     Ok(())
 }

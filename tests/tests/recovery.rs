@@ -2,7 +2,8 @@
 //! checkpointed. First a follower, then the leader. The dead agent's jobs resume on the
 //! survivors from their last reported checkpoint, never earlier: `job status` never shows
 //! them below it, and the jobs' own records show every new attempt starting at or past
-//! it. Every job completes, and no job ever runs two attempts at once.
+//! it. Every job completes, and no job ever runs two attempts at once. Last, the leader
+//! dies while trial runs are in flight: the next leader finishes profiling and the sweep.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use anyhow::{ensure, Context, Result};
 use saturn_agent::cli::client::{encode_query, ApiClient};
 use saturn_agent::views::{JobView, JobsView};
 use saturn_tests::records::Record;
-use saturn_tests::{eventually, exclusive_segments, Harness, Setup};
+use saturn_tests::records::{read, segments};
+use saturn_tests::{eventually, exclusive_segments, synth_sweep, Harness, Setup};
 
 /// The simulated job checkpoints every this many steps (about once a second).
 const CHECKPOINT_EVERY: u64 = 50;
@@ -71,10 +73,11 @@ async fn kill_mid_run(harness: &mut Harness, kill_leader: bool) -> Result<()> {
 
     // The victim, once every training attempt on it has a committed checkpoint.
     let candidates: Vec<usize> = if kill_leader { vec![leader] } else { (0..3).filter(|i| *i != leader).collect() };
-    let (victim, cuts) = eventually("the victim running training attempts past a checkpoint", Duration::from_secs(60), || {
-        checkpointed_on(harness, &candidates, leader)
-    })
-    .await?;
+    let (victim, cuts) =
+        eventually("the victim running training attempts past a checkpoint", Duration::from_secs(60), || {
+            checkpointed_on(harness, &candidates, leader)
+        })
+        .await?;
     let name = harness.cluster.agents[victim].name.clone();
     let survivor = (0..3).find(|i| *i != victim).context("a survivor")?;
     let watch = Watch::start(harness.client(survivor), ids.clone());
@@ -84,7 +87,9 @@ async fn kill_mid_run(harness: &mut Harness, kill_leader: bool) -> Result<()> {
 
     if kill_leader {
         let new = harness
-            .wait_status(survivor, "a new leader", Duration::from_secs(30), |s| s.leader.as_ref().is_some_and(|l| *l != name))
+            .wait_status(survivor, "a new leader", Duration::from_secs(30), |s| {
+                s.leader.as_ref().is_some_and(|l| *l != name)
+            })
             .await?;
         eprintln!("new leader {:?} after {:.1} s", new.leader, killed_at.elapsed().as_secs_f64());
     }
@@ -98,6 +103,29 @@ async fn kill_mid_run(harness: &mut Harness, kill_leader: bool) -> Result<()> {
     let segments = exclusive_segments(&harness.records)?;
     for cut in &cuts {
         check_resumed(cut, &name, &segments, &snapshots)?;
+    }
+    for id in &ids {
+        check_progress_kept(id, &segments)?;
+    }
+    Ok(())
+}
+
+/// Every job, moved or not: each training attempt starts where an earlier one got to
+/// (a checkpoint it wrote), never before the previous attempt's start nor past what
+/// had been done.
+fn check_progress_kept(job: &str, segments: &[Record]) -> Result<()> {
+    let mut attempts: Vec<&Record> = segments.iter().filter(|s| s.job == job && !s.profile).collect();
+    attempts.sort_by_key(|s| (s.attempt, s.start_ms));
+    for (i, later) in attempts.iter().enumerate().skip(1) {
+        let earlier = &attempts[..i];
+        let previous_start = earlier.iter().map(|s| s.start_step).max().unwrap_or(0);
+        let reached = earlier.iter().filter_map(|s| s.end_step).max().unwrap_or(0);
+        ensure!(
+            (previous_start..=reached).contains(&later.start_step),
+            "{job} attempt {} started at step {}, outside {previous_start}..={reached} (earlier attempts: {earlier:?})",
+            later.attempt,
+            later.start_step
+        );
     }
     Ok(())
 }
@@ -141,8 +169,14 @@ fn check_resumed(cut: &Cut, victim: &str, segments: &[Record], snapshots: &[JobV
     let old = segments.iter().find(|s| s.job == cut.job && s.attempt == cut.attempt && s.agent == victim);
     let old = old.with_context(|| format!("no record of {} attempt {} on {victim}", cut.job, cut.attempt))?;
     // SIGKILL of the agent must still stop its jobs (they get SIGTERM and end cleanly).
-    ensure!(old.end_ms.is_some(), "{} attempt {} outlived its agent {victim} (never ended): {old:?}", cut.job, cut.attempt);
-    let later: Vec<&Record> = segments.iter().filter(|s| s.job == cut.job && s.attempt > cut.attempt && !s.profile).collect();
+    ensure!(
+        old.end_ms.is_some(),
+        "{} attempt {} outlived its agent {victim} (never ended): {old:?}",
+        cut.job,
+        cut.attempt
+    );
+    let later: Vec<&Record> =
+        segments.iter().filter(|s| s.job == cut.job && s.attempt > cut.attempt && !s.profile).collect();
     ensure!(!later.is_empty(), "{} never ran again after {victim} died", cut.job);
     for segment in &later {
         ensure!(segment.agent != victim, "{} ran on the dead {victim}: {segment:?}", cut.job);
@@ -195,4 +229,45 @@ impl Watch {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap_or_default()
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_while_trials_run_leaves_profiling_to_the_next_one() {
+    let mut harness = Harness::start(&Setup::new(3)).expect("agents start");
+    if let Err(err) = kill_leader_while_profiling(&mut harness).await {
+        panic!("{err:#}\n{}", harness.logs());
+    }
+}
+
+async fn kill_leader_while_profiling(harness: &mut Harness) -> Result<()> {
+    harness.wait_formed(0, 3, Duration::from_secs(40)).await?;
+    let leader = harness.leader_index(0).await?;
+    let name = harness.cluster.agents[leader].name.clone();
+    // No step times given: the group is profiled by trial runs first.
+    let file = synth_sweep(&harness.saturn, "unmeasured", 6, 200, "");
+    let ids: Vec<String> = harness.submit(0, &file).await?.jobs.into_iter().map(|j| j.id).collect();
+    let trials = eventually("trial runs in flight", Duration::from_secs(60), || async {
+        let (_, running) = segments(&read(&harness.records));
+        let trials: Vec<Record> = running.into_iter().filter(|r| r.profile).collect();
+        Ok((!trials.is_empty()).then_some(trials))
+    })
+    .await?;
+    harness.cluster.kill(leader)?;
+    eprintln!("killed the leader {name} while {} trial runs were in flight", trials.len());
+    let survivor = (leader + 1) % 3;
+    harness
+        .wait_status(survivor, "a new leader", Duration::from_secs(30), |s| {
+            s.leader.as_ref().is_some_and(|l| *l != name)
+        })
+        .await?;
+    let jobs = harness.wait_jobs_ended(survivor, &ids, Duration::from_secs(120)).await?;
+    for job in &jobs {
+        ensure!(job.state == "completed", "{} ended {} ({:?})", job.id, job.state, job.error);
+    }
+    let segments = exclusive_segments(&harness.records)?;
+    ensure!(segments.iter().any(|s| !s.profile && s.agent != name), "no training ran on the survivors: {segments:?}");
+    for id in &ids {
+        check_progress_kept(id, &segments)?;
+    }
+    Ok(())
 }
