@@ -114,9 +114,20 @@ impl LocalCluster {
             .with_context(|| format!("cannot create {}", options.base_dir.display()))?;
         let mut cluster = LocalCluster { agents: Vec::new(), bin, env: options.env.clone() };
         let mut first_mesh: Option<String> = None;
+        // Each port is free when asked for, but nothing stops the kernel from handing the
+        // same one out twice in a row: an agent would then fail to start ("cannot listen").
+        let mut taken = std::collections::BTreeSet::new();
+        let mut unique_port = || -> Result<u16> {
+            loop {
+                let port = free_port()?;
+                if taken.insert(port) {
+                    return Ok(port);
+                }
+            }
+        };
         for name in &options.names {
-            let mesh_port = free_port()?;
-            let api_port = free_port()?;
+            let mesh_port = unique_port()?;
+            let api_port = unique_port()?;
             let data_dir = options.base_dir.join(name);
             let mut args = vec![
                 "--name".to_string(),
