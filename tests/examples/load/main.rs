@@ -175,9 +175,13 @@ async fn run(cluster: &LocalCluster, settings: &Settings, saturn: &std::path::Pa
         format!("{:.1} s, {throughput:.0} jobs/s", submission.elapsed.as_secs_f64()),
     ));
     rows.push(row("  POST /v1/jobs latency per batch, p50 / p99", submission.per_batch.p50_p99()));
+    rows.push(row("  batches retried after an error (503 on a leader change)", submission.retries.to_string()));
     rows.push(row("  leader /v1/status latency while submitting, p50 / p99", status_during.p50_p99()));
     rows.push(row("  leader CPU while submitting (100% = one core)", format!("{cpu_submitting:.0}%")));
 
+    // A leader change during the submission moves the planning elsewhere: follow it.
+    let leader = wait_formed(cluster, Duration::from_secs(120)).await?;
+    let leader_api = client(cluster, leader)?;
     let (plan_wait, planned, slowest) = wait_full_plan(&leader_api, settings.jobs, Duration::from_secs(600)).await?;
     let metrics = call("metrics", leader_api.get_text("/metrics")).await?;
     let solve = gauge(&metrics, "saturn_planner_solve_seconds").unwrap_or(f64::NAN);
@@ -189,8 +193,11 @@ async fn run(cluster: &LocalCluster, settings: &Settings, saturn: &std::path::Pa
 
     // The leader on its own with the jobs: scheduler ticks, heartbeats, progress events.
     let quiet = CpuWindow::start(pid(cluster, leader)?);
+    let everyone: Vec<CpuWindow> = cluster.agents.iter().filter_map(|a| a.pid()).map(CpuWindow::start).collect();
     tokio::time::sleep(Duration::from_secs(10)).await;
     rows.push(row(format!("leader CPU, {} jobs, no API requests (10 s)", settings.jobs), format!("{:.0}%", quiet.percent().unwrap_or(0.0))));
+    let total: f64 = everyone.iter().filter_map(CpuWindow::percent).sum();
+    rows.push(row("  all agents' CPU together in that window", format!("{total:.0}% ({} cores here)", cores())));
 
     let busy = CpuWindow::start(pid(cluster, leader)?);
     for path in ["/v1/status", "/v1/jobs", "/v1/plan"] {
@@ -209,6 +216,11 @@ async fn run(cluster: &LocalCluster, settings: &Settings, saturn: &std::path::Pa
     let changes = gauge(&metrics, "saturn_raft_leader_changes").unwrap_or(f64::NAN);
     rows.push(row("jobs running / leader changes seen by the leader", format!("{running} / {changes}")));
     Ok(rows)
+}
+
+/// CPU cores of this machine: the agents' CPU share is bounded by it.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Resolves on Ctrl-C or SIGTERM, so the cluster is still stopped.

@@ -13,6 +13,9 @@ use saturn_agent::views::SubmitView;
 
 use super::probe::Latencies;
 
+/// Times a batch is sent again after an error before the benchmark gives up.
+const MAX_RETRIES: usize = 3;
+
 /// One batch of `jobs` jobs as a sweep file. Steps take minutes of simulated time, so
 /// the jobs that get GPUs keep running for the whole measurement and the rest wait.
 pub fn batch_file(saturn: &Path, batch: usize, jobs: usize) -> String {
@@ -40,6 +43,8 @@ pub struct Submission {
     pub per_batch: Latencies,
     /// Jobs acknowledged.
     pub jobs: usize,
+    /// Batches sent again after an error (a leader change mid-commit).
+    pub retries: usize,
     /// From the first POST to the last answer.
     pub elapsed: Duration,
 }
@@ -55,18 +60,32 @@ pub async fn submit_all(client: &ApiClient, saturn: &Path, workdir: &Path, total
     for _ in 0..submitters.max(1) {
         let (client, next, path, saturn) = (client.clone(), next.clone(), path.clone(), saturn.to_path_buf());
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Latencies::default();
-            let mut jobs = 0;
+            let (mut latencies, mut jobs, mut retries) = (Latencies::default(), 0, 0);
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= batches {
-                    return Ok::<_, anyhow::Error>((latencies, jobs));
+                    return Ok::<_, anyhow::Error>((latencies, jobs, retries));
                 }
                 let size = batch.min(total - index * batch);
                 let file = batch_file(&saturn, index, size);
-                let sent = Instant::now();
-                let answer: SubmitView = client.post(&path, "application/toml", file).await.with_context(|| format!("batch {index}"))?;
-                latencies.add(sent.elapsed());
+                let mut tries = 0;
+                let answer: SubmitView = loop {
+                    let sent = Instant::now();
+                    match client.post(&path, "application/toml", file.clone()).await {
+                        Ok(answer) => {
+                            latencies.add(sent.elapsed());
+                            break answer;
+                        }
+                        // A leader change under load answers 503 (outcome unknown): retry,
+                        // as a user would, and count it; a duplicate only adds jobs.
+                        Err(err) if tries < MAX_RETRIES => {
+                            tries += 1;
+                            eprintln!("batch {index}: {err:#}; retrying");
+                        }
+                        Err(err) => return Err(err.context(format!("batch {index}, after {tries} retries"))),
+                    }
+                };
+                retries += tries;
                 if answer.jobs.len() != size {
                     bail!("batch {index}: {} of {size} jobs acknowledged", answer.jobs.len());
                 }
@@ -74,12 +93,12 @@ pub async fn submit_all(client: &ApiClient, saturn: &Path, workdir: &Path, total
             }
         }));
     }
-    let mut per_batch = Latencies::default();
-    let mut jobs = 0;
+    let (mut per_batch, mut jobs, mut retries) = (Latencies::default(), 0, 0);
     for task in tasks {
-        let (latencies, submitted) = task.await.context("a submitter panicked")??;
+        let (latencies, submitted, retried) = task.await.context("a submitter panicked")??;
         per_batch.merge(latencies);
         jobs += submitted;
+        retries += retried;
     }
-    Ok(Submission { per_batch, jobs, elapsed: started.elapsed() })
+    Ok(Submission { per_batch, jobs, retries, elapsed: started.elapsed() })
 }
