@@ -76,8 +76,10 @@ async fn local_cluster_sh_brings_up_a_mesh_that_saturn_status_reports_and_stops_
                 let out =
                     tokio::process::Command::new(&saturn).args(["--addr", &url, "status", "--json"]).output().await?;
                 let status: StatusView = serde_json::from_slice(&out.stdout).with_context(|| stdout(&out))?;
-                Ok((status.agents.iter().filter(|a| a.healthy).count() == 3 && status.leader.is_some())
-                    .then_some(status))
+                // Members are listed as soon as they join; their GPUs once the leader
+                // has recorded them (AgentUp), a moment later.
+                let ready = status.agents.iter().filter(|a| a.healthy && a.gpus.len() == 4).count() == 3;
+                Ok((ready && status.leader.is_some()).then_some(status))
             })
             .await
             .expect("every agent reports the mesh");
