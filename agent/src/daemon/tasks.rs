@@ -214,10 +214,13 @@ pub async fn fence(node: Arc<ConsensusNode>, soft: Arc<SoftState>, fence_after: 
     }
 }
 
-/// The scheduler's view of this agent: the consensus node and the soft state.
+/// The scheduler's view of this agent: the consensus node, the soft state, and the
+/// services' state snapshot (copied once per apply and shared with the API and the
+/// executor loop, instead of once more per scheduler round).
 pub struct SchedulerCluster {
     node: Arc<ConsensusNode>,
     soft: Arc<SoftState>,
+    services: Arc<Services>,
 }
 
 #[async_trait::async_trait]
@@ -228,8 +231,8 @@ impl crate::scheduler::Cluster for SchedulerCluster {
         self.node.is_leader()
     }
 
-    fn state(&self) -> saturn_consensus::ClusterState {
-        self.node.state()
+    fn state(&self) -> Arc<saturn_consensus::ClusterState> {
+        crate::api::AgentServices::state(self.services.as_ref())
     }
 
     fn health(&self) -> BTreeMap<String, crate::scheduler::AgentHealth> {
@@ -249,7 +252,7 @@ impl crate::scheduler::Cluster for SchedulerCluster {
 /// Runs the scheduler (it decides only while this agent leads) and publishes its
 /// statistics as metrics.
 pub async fn scheduler(settings: DaemonSettings, node: Arc<ConsensusNode>, soft: Arc<SoftState>, services: Arc<Services>) {
-    let cluster = Arc::new(SchedulerCluster { node, soft });
+    let cluster = Arc::new(SchedulerCluster { node, soft, services: services.clone() });
     let scheduler = crate::scheduler::Scheduler::new(cluster, settings.scheduler.clone());
     let mut stats = scheduler.stats();
     let extra = services.extra.clone();

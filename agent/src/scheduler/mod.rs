@@ -64,8 +64,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// Whether this agent is the Raft leader now.
     fn is_leader(&self) -> bool;
 
-    /// A snapshot of the applied state.
-    fn state(&self) -> ClusterState;
+    /// A snapshot of the applied state. Shared, not copied: with thousands of jobs a copy
+    /// costs tens of milliseconds, and the scheduler asks every round.
+    fn state(&self) -> Arc<ClusterState>;
 
     /// How the failure detector sees each agent now.
     fn health(&self) -> BTreeMap<String, AgentHealth>;

@@ -49,9 +49,9 @@ impl Cluster for FakeCluster {
         self.leader.load(Ordering::SeqCst)
     }
 
-    fn state(&self) -> ClusterState {
+    fn state(&self) -> Arc<ClusterState> {
         let lagging = self.lagging.lock().unwrap().clone();
-        lagging.unwrap_or_else(|| self.state.lock().unwrap().clone())
+        Arc::new(lagging.unwrap_or_else(|| self.state.lock().unwrap().clone()))
     }
 
     fn health(&self) -> BTreeMap<String, AgentHealth> {
