@@ -111,7 +111,7 @@ fn main() -> Result<()> {
 
 async fn run(knobs: &Knobs) -> Result<()> {
     let started = Instant::now();
-    println!("mesh benchmark: agent flags {:?}, --gpus {}", knobs.agent_args, knobs.gpus);
+    println!("mesh benchmark: agent flags {:?}, --gpus {}; {}", knobs.agent_args, knobs.gpus, machine_load());
     if knobs.wants("idle") || knobs.wants("submit") || knobs.wants("failover") {
         let mut harness = Harness::start(&knobs.setup(knobs.agents, knobs.agents))?;
         let outcome = small_cluster(knobs, &mut harness).await;
@@ -132,8 +132,16 @@ async fn run(knobs: &Knobs) -> Result<()> {
         cluster::keep_logs(&harness, "gossip")?;
         outcome?.print();
     }
-    println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
+    println!("\ntotal {:.1} s; {}", started.elapsed().as_secs_f64(), machine_load());
     Ok(())
+}
+
+/// CPUs and load average: latency tails on a shared machine follow the load, not the code.
+fn machine_load() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("{cpus} CPUs, load average {}", load.join(" "))
 }
 
 async fn small_cluster(knobs: &Knobs, harness: &mut Harness) -> Result<()> {
