@@ -317,8 +317,8 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Asks agent `i` something, giving up after `limit` (a paused agent accepts the
-/// connection and never answers).
+/// Awaits an API request for at most `limit`: a frozen agent accepts the connection
+/// and never answers.
 pub async fn within<T>(limit: Duration, request: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     match tokio::time::timeout(limit, request).await {
         Ok(answer) => answer,
