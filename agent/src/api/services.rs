@@ -69,6 +69,12 @@ pub trait AgentServices: Send + Sync + 'static {
     fn name(&self) -> String;
     /// The replicated state as last applied here.
     fn state(&self) -> Arc<ClusterState>;
+    /// The part of the state `host`'s executor needs: every agent, and the jobs with a
+    /// live attempt on `host` (the rest of the state left at its default). It is asked
+    /// after every apply on every agent, so it must not cost a copy of all jobs.
+    fn host_view(&self, host: &str) -> ClusterState {
+        host_view_of(&self.state(), host)
+    }
     /// Raft as this agent sees it.
     fn raft(&self) -> RaftView;
     /// Gossip view.
@@ -82,4 +88,10 @@ pub trait AgentServices: Send + Sync + 'static {
     fn extra_metrics(&self) -> Vec<(String, String, f64)> {
         Vec::new()
     }
+}
+
+/// See [`AgentServices::host_view`].
+pub fn host_view_of(state: &ClusterState, host: &str) -> ClusterState {
+    let jobs = state.attempts_on_host(host).map(|(record, _)| (record.id.clone(), record.clone())).collect();
+    ClusterState { jobs, agents: state.agents.clone(), ..ClusterState::default() }
 }

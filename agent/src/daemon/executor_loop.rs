@@ -107,7 +107,9 @@ async fn reconcile(
         }
         return;
     }
-    let state = services.state();
+    // Only this host's attempts: a copy of the whole state on every apply, on every
+    // agent, is what limited a 10,000-job cluster.
+    let state = services.host_view(&config.agent);
     let mut keep = BTreeSet::new();
     for (record, live) in state.attempts_on_host(&config.agent) {
         let key = AttemptKey::new(record.id.0.clone(), live.attempt);

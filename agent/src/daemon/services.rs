@@ -84,6 +84,11 @@ impl AgentServices for Services {
         cache.1.clone()
     }
 
+    fn host_view(&self, host: &str) -> ClusterState {
+        // Read in place under the state's lock: the copy is of this host's few jobs only.
+        self.node.read(|state| crate::api::services::host_view_of(state, host))
+    }
+
     fn raft(&self) -> RaftView {
         let metrics = self.node.metrics();
         let name_of = |id: &u64| metrics.nodes.get(id).map(|n| n.name.clone());

@@ -14,7 +14,7 @@ use saturn_agent::views::SubmitView;
 use super::probe::Latencies;
 
 /// Times a batch is sent again after an error before the benchmark gives up.
-const MAX_RETRIES: usize = 3;
+const MAX_RETRIES: usize = 10;
 
 /// One batch of `jobs` jobs as a sweep file. Steps take minutes of simulated time, so
 /// the jobs that get GPUs keep running for the whole measurement and the rest wait.
