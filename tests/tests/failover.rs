@@ -65,7 +65,9 @@ async fn scenario(harness: &mut Harness) -> anyhow::Result<()> {
     let rejoined = eventually("the restarted agent back, same peer id", Duration::from_secs(30), || async {
         let status = harness.status(leader_index).await?;
         let me = status.agents.iter().find(|a| a.name == leader);
-        Ok((status.leader.is_some() && me.is_some_and(|a| a.healthy)).then_some(status))
+        // Right after its restart the agent may still name the leader it knew before.
+        let follows = status.leader.as_deref() == Some(new_leader.as_str());
+        Ok((follows && me.is_some_and(|a| a.healthy)).then_some(status))
     })
     .await?;
     let me = rejoined.agents.iter().find(|a| a.name == leader).expect("listed");
