@@ -22,6 +22,8 @@ use crate::api::now_ms;
 
 /// How often formation and upkeep run.
 const TICK: Duration = Duration::from_millis(500);
+/// Rounds the formation candidates must stay unchanged before a cluster is formed.
+const FORMATION_SETTLE_ROUNDS: u32 = 2;
 /// A learner within this many log entries of the leader may be promoted to voter.
 const MAX_PROMOTION_LAG: u64 = 100;
 
@@ -40,10 +42,20 @@ pub async fn run(
     grace: Duration,
     not_members: impl Fn() -> Vec<AgentNode> + Send + 'static,
 ) {
+    // Formation waits until the candidates have been the same for a few rounds: agents
+    // starting together hear each other at slightly different moments, and deciding on
+    // a set still growing is how two clusters form at once.
+    let mut stable: (Vec<String>, u32) = (Vec::new(), 0);
     loop {
         tokio::time::sleep(TICK).await;
         if !is_member(&node) {
-            form(&node, &not_members(), bootstrap_expect).await;
+            let candidates = not_members();
+            let mut ids: Vec<String> = candidates.iter().map(|n| n.peer_id.clone()).collect();
+            ids.sort();
+            stable = if ids == stable.0 { (ids, stable.1 + 1) } else { (ids, 0) };
+            if stable.1 >= FORMATION_SETTLE_ROUNDS {
+                form(&node, &candidates, bootstrap_expect).await;
+            }
         } else if node.is_leader() {
             upkeep(&node, &soft, grace).await;
         }

@@ -49,10 +49,18 @@ impl Members {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(false)
     }
 
-    /// Alive agents that belong to no cluster yet: the candidates for forming one.
+    /// Alive agents that belong to no cluster yet: the candidates for forming one. Empty
+    /// as soon as any alive agent says it is a member: a cluster exists, and its leader
+    /// will add this agent as a learner, so forming another would split the mesh.
     pub fn not_members_fn(&self, soft: Arc<SoftState>) -> impl Fn() -> Vec<AgentNode> + Send + 'static {
         let members = self.clone();
-        move || soft.alive_nodes(Instant::now()).into_iter().filter(|n| !members.is_member(&n.name)).collect()
+        move || {
+            let alive = soft.alive_nodes(Instant::now());
+            if alive.iter().any(|n| members.is_member(&n.name)) {
+                return Vec::new();
+            }
+            alive
+        }
     }
 }
 
