@@ -84,11 +84,20 @@ impl PlanningMemory {
 /// What changes the plan: hosts, jobs, their options and where running jobs run — not
 /// the remaining steps, which change with every progress report.
 pub fn fingerprint(planning: &PlanningInstance) -> u64 {
+    // Hashed field by field (floats by their bits): it runs every round, and formatting
+    // every job's options as text cost a large share of a leader's CPU at 10,000 jobs.
     let mut hasher = DefaultHasher::new();
-    format!("{:?}", planning.instance.hosts).hash(&mut hasher);
+    for host in &planning.instance.hosts {
+        (&host.name, host.gpus, &host.gpu_model).hash(&mut hasher);
+    }
     for job in &planning.instance.jobs {
+        // Not the remaining steps: progress alone must not look like a new instance.
         job.id.hash(&mut hasher);
-        format!("{:?}{:?}", job.options, job.running).hash(&mut hasher);
+        for option in &job.options {
+            let shape = (option.gpus_per_host, option.hosts, option.step_time_s.to_bits());
+            (&option.technique, &option.gpu_model, shape).hash(&mut hasher);
+        }
+        job.running.as_ref().map(|r| (&r.technique, &r.placement)).hash(&mut hasher);
     }
     hasher.finish()
 }
