@@ -2,7 +2,7 @@
 //! shared instance and on generated large ones, plus the introspection simulation.
 //!
 //! ```text
-//! cargo run --release -p saturn-planner --example bench [DATA_DIR]
+//! cargo run --release -p saturn-planner --example planner_bench [DATA_DIR]
 //! ```
 //! DATA_DIR defaults to `$SATURN_PLANNER_DATA`, else `../shared/data/planner` next to the
 //! workspace. `BENCH_LONG_S` (default 10) sets the per-seed length of the long reference

@@ -1,7 +1,7 @@
 //! Commit throughput and latency of a 3-member cluster: in-memory transport (every
 //! message still bincode-encoded), real redb storage on disk.
 //!
-//! `cargo run --release -p saturn-consensus --example bench [-- --proposals N --dir PATH]`
+//! `cargo run --release -p saturn-consensus --example raft_bench [-- --proposals N --dir PATH]`
 //!
 //! Prints one table: sequential proposals (through the leader, and forwarded from a
 //! follower), concurrent proposers, and the bound: how many durable (fsynced) redb
