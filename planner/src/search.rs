@@ -1,7 +1,7 @@
 //! The local-search solver: simulated annealing over (job order, mode per job), each
 //! candidate decoded by the list scheduler of `decode.rs`.
 //!
-//! Why this design (measured against alternatives in `examples/bench.rs`): the decoder
+//! Why this design (measured against alternatives in `examples/planner_bench.rs`): the decoder
 //! turns any order/mode pair into a valid plan, so every move is feasible and the search
 //! only has to find good orders and configurations. Annealing runs in cycles that restart
 //! from the best plan with a fresh temperature, which escapes the makespan plateaus better
