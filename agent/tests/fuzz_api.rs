@@ -277,7 +277,9 @@ fn a_body_over_the_limit_is_refused_with_a_json_error_and_stores_nothing() {
 fn hostile_requests_get_json_errors_with_the_right_status() {
     let deep_json = format!("{{\"job\": {}1", "[".repeat(50_000));
     let deep_toml = format!("a = {}1", "[".repeat(50_000));
-    let cases: [(Method, &str, &str, &str, Vec<u8>, StatusCode); 8] = [
+    // (method, path, query, content type, body, expected status)
+    type Case<'a> = (Method, &'a str, &'a str, &'a str, Vec<u8>, StatusCode);
+    let cases: [Case; 8] = [
         (Method::POST, "/v1/jobs/j-000001", "", "application/toml", VALID_TOML.into(), StatusCode::METHOD_NOT_ALLOWED),
         (Method::GET, "/v1/jobs/%FF%FE", "", "", Vec::new(), StatusCode::BAD_REQUEST),
         (Method::GET, "/v1/jobs/..%2F..%2Fetc%2Fpasswd/logs", "", "", Vec::new(), StatusCode::NOT_FOUND),
