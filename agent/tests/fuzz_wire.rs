@@ -22,11 +22,14 @@
 // The allocation probe is shared with the consensus fuzz suite rather than copied.
 #[path = "../../consensus/tests/alloc_probe/mod.rs"]
 mod alloc_probe;
+#[path = "../../consensus/tests/byte_mutation/mod.rs"]
+mod byte_mutation;
 
 use std::io;
 use std::time::{Duration, Instant};
 
 use alloc_probe::largest_allocation;
+use byte_mutation::{mutate, mutation};
 use futures::executor::block_on;
 use futures::io::Cursor;
 use libp2p::request_response::Codec;
@@ -79,24 +82,6 @@ fn seeds() -> [Vec<u8>; 3] {
         frame(&encode(&response).expect("encodes")),
         heartbeat().encode().expect("encodes"),
     ]
-}
-
-fn mutation() -> impl Strategy<Value = (f64, u8, u8)> {
-    (0.0..1.0f64, 0u8..3, prop_oneof![Just(0u8), Just(0xff), Just(252), Just(253), any::<u8>()])
-}
-
-/// Overwrites, inserts or deletes one byte at a position given as a fraction of the length.
-fn mutate(mut bytes: Vec<u8>, (at, kind, byte): (f64, u8, u8)) -> Vec<u8> {
-    let i = ((at * bytes.len() as f64) as usize).min(bytes.len());
-    match kind {
-        0 if i < bytes.len() => bytes[i] = byte,
-        1 => bytes.insert(i, byte),
-        _ if i < bytes.len() => {
-            bytes.remove(i);
-        }
-        _ => bytes.push(byte),
-    }
-    bytes
 }
 
 /// Feeds `wire` to every reader of the mesh, checking each allocation against its limit.

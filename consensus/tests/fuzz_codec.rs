@@ -15,11 +15,13 @@
 //! `PROPTEST_CASES=100000 cargo test --release -p saturn-consensus --test fuzz_codec`.
 
 mod alloc_probe;
+mod byte_mutation;
 mod fixtures;
 
 use std::collections::BTreeMap;
 
 use alloc_probe::largest_allocation;
+use byte_mutation::{mutate, mutation};
 use fixtures::{check_invariants, host_up, spec};
 use proptest::prelude::*;
 use saturn_consensus::codec::{decode, encode};
@@ -78,24 +80,6 @@ mod erased {
             super::encode(what, self).unwrap_or_else(|e| panic!("the seed {what} must encode: {e}"))
         }
     }
-}
-
-/// One byte-level mutation: overwrite, insert or delete at a position (fraction of the length).
-fn mutation() -> impl Strategy<Value = (f64, u8, u8)> {
-    (0.0..1.0f64, 0u8..3, prop_oneof![Just(0u8), Just(0xff), Just(252), Just(253), any::<u8>()])
-}
-
-fn mutate(mut bytes: Vec<u8>, (at, kind, byte): (f64, u8, u8)) -> Vec<u8> {
-    let i = ((at * bytes.len() as f64) as usize).min(bytes.len());
-    match kind {
-        0 if i < bytes.len() => bytes[i] = byte,
-        1 => bytes.insert(i, byte),
-        _ if i < bytes.len() => {
-            bytes.remove(i);
-        }
-        _ => bytes.push(byte),
-    }
-    bytes
 }
 
 /// Strings that are sometimes meaningful (known jobs and hosts), sometimes hostile.
