@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use executor_harness::*;
 use saturn_agent::executor::pidfile::PidDir;
 use saturn_agent::executor::{procfs, Ensured, Gang, LogLimits, ProcessEvent, ProcessRecord};
+use saturn_agent::executor::step_time::SettleRule;
 
 fn env_lines(log: &str) -> BTreeMap<String, String> {
     log.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
@@ -214,6 +215,35 @@ async fn a_trial_run_reports_its_measured_step_time() {
     let (seconds, samples) = measured.expect("a StepTime event before Exited");
     assert_eq!(samples, 8);
     assert!((0.09..0.3).contains(&seconds), "measured {seconds} s/step for 0.1 s sleeps");
+}
+
+#[tokio::test]
+async fn a_trial_run_is_ended_once_its_step_time_settles_and_counts_as_a_success() {
+    let rule = SettleRule { min_intervals: 4, min_measured: Duration::from_millis(400) };
+    let mut h = Harness::with(|c| c.process.trial_settle = Some(rule)).await;
+    let mut spec = h.sh("j-settle", "i=1; while [ $i -le 200 ]; do sleep 0.1; echo SATURN step=$i; i=$((i+1)); done");
+    spec.profile_steps = Some(200);
+    let started = Instant::now();
+    h.table.ensure_running(&spec).await;
+    let events = h.run_to_exit(&spec.key()).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the trial ran {:?}", started.elapsed());
+    let (seconds, samples) = events
+        .iter()
+        .find_map(|e| match e {
+            ProcessEvent::StepTime { seconds_per_step, samples } => Some((*seconds_per_step, *samples)),
+            _ => None,
+        })
+        .expect("a StepTime event before Exited");
+    assert!((5..50).contains(&samples), "stopped after {samples} reports");
+    assert!((0.09..0.3).contains(&seconds), "measured {seconds} s/step for 0.1 s sleeps");
+    // sh dies of the SIGTERM, yet the trial measured what it was for.
+    assert!(
+        matches!(events.last(), Some(ProcessEvent::Exited { code: Some(0), error: None, .. })),
+        "{:?}",
+        events.last()
+    );
+    let log = std::fs::read_to_string(h.table.log_path(&spec.key())).expect("log");
+    assert!(log.contains("trial stopped after"), "{log}");
 }
 
 #[tokio::test]

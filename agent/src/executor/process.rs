@@ -19,6 +19,7 @@ use super::pidfile::{PidDir, ProcessRecord};
 use super::procfs;
 use super::spawner::Spawner;
 use super::spec::AttemptSpec;
+use super::step_time::SettleRule;
 use super::supervise::{supervise, Supervisor};
 
 /// How processes are run; shared by all attempts of an executor.
@@ -36,6 +37,11 @@ pub struct ProcessSettings {
     /// How long to keep reading output after the process exited: a pipe held open by
     /// a process that escaped the group must not delay `Exited` forever.
     pub exit_drain: Duration,
+    /// A trial run is ended (SIGTERM) as soon as its step time has settled by this rule,
+    /// instead of running all of its `SATURN_PROFILE_STEPS`; `None` runs every step.
+    pub trial_settle: Option<SettleRule>,
+    /// How long a trial ended that way may take to exit before SIGKILL.
+    pub trial_stop_grace: Duration,
 }
 
 impl Default for ProcessSettings {
@@ -46,6 +52,8 @@ impl Default for ProcessSettings {
             progress_interval: Duration::from_millis(500),
             extra_env: BTreeMap::new(),
             exit_drain: Duration::from_secs(2),
+            trial_settle: Some(SettleRule::default()),
+            trial_stop_grace: Duration::from_secs(5),
         }
     }
 }

@@ -53,6 +53,8 @@ struct Line {
 /// What was asked of the process, to explain how it ended.
 #[derive(Debug, Default, Clone, Copy)]
 struct StopState {
+    /// A trial ended by the supervisor once its step time had settled.
+    settled: bool,
     terminate_requested: bool,
     killed_after_grace: Option<Duration>,
     kill_requested: bool,
@@ -87,7 +89,15 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
         tokio::select! {
             line = lines.recv(), if lines_open => match line {
                 Some(line) => {
+                    let measured = samples.len();
                     sup.handle_line(&line, &mut throttle, &mut samples, &mut stderr_tail, started);
+                    let stoppable = status.is_none() && !stop.settled && !stop.terminate_requested && !stop.kill_requested;
+                    if sup.trial && stoppable && samples.len() > measured && sup.settled(&samples) {
+                        stop.settled = true;
+                        signal_group(sup.pid, Signal::SIGTERM);
+                        kill_at = Some(Instant::now() + sup.settings.trial_stop_grace);
+                        grace_given = sup.settings.trial_stop_grace;
+                    }
                 }
                 None => lines_open = false,
             },
@@ -102,7 +112,7 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
                 Some(Control::Terminate(grace)) => {
                     // One SIGTERM only: a second one can abort a checkpoint in progress
                     // (many launchers treat it as "force").
-                    if !stop.terminate_requested {
+                    if !stop.terminate_requested && !stop.settled {
                         signal_group(sup.pid, Signal::SIGTERM);
                     }
                     stop.terminate_requested = true;
@@ -142,7 +152,11 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
             sup.send(ProcessEvent::StepTime { seconds_per_step, samples: samples.len() });
         }
     }
+    let measured = sup.trial && robust_step_time(&samples).is_some();
     let exited = match status {
+        // The supervisor ended a trial that had measured what it was for: a success,
+        // however the process took the SIGTERM.
+        Some(Ok(_)) if stop.settled && measured => ProcessEvent::Exited { code: Some(0), signal: None, error: None },
         Some(Ok(status)) => exit_event(status, stop, &stderr_tail),
         // `None` cannot happen (the loop ends only once the status is known).
         Some(Err(_)) | None => ProcessEvent::Exited {
@@ -190,6 +204,23 @@ impl Supervisor {
         for event in throttle.offer(report, line.at, line.wall) {
             self.send(event);
         }
+    }
+
+    /// Whether a trial's step time has settled; says so in the job's log when it has.
+    fn settled(&mut self, samples: &[StepSample]) -> bool {
+        let Some(rule) = self.settings.trial_settle else { return false };
+        if !rule.settled(samples) {
+            return false;
+        }
+        let note = format!(
+            "saturn: trial stopped after {} steps: the step time has settled ({:.4} s/step)",
+            samples.last().map_or(0, |s| s.step),
+            robust_step_time(samples).unwrap_or(f64::NAN)
+        );
+        if let Err(err) = self.log.write_line(note.as_bytes()) {
+            tracing::warn!(key = %self.key, %err, "cannot write the job log");
+        }
+        true
     }
 
     fn send(&self, event: ProcessEvent) {

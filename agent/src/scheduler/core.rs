@@ -14,12 +14,14 @@
 //! decisions (no GPU handed out twice in a round) and a command the state machine would
 //! reject is dropped here rather than proposed.
 
+use std::collections::BTreeSet;
+
 use saturn_consensus::{ClusterState, Command, CommandResult};
 
 use super::agents::decide_membership;
 use super::context::SchedContext;
 use super::dispatch::{decide_dispatch, plan_stale_reason};
-use super::instance::build_instance;
+use super::instance::{build_instance, PlanningInstance};
 use super::planning::{fingerprint, replan, PlanningMemory};
 use super::profile_stats::profiling_stats;
 use super::profiler::{decide_phases, decide_trials, held_by_profiling};
@@ -104,20 +106,32 @@ impl SchedulerCore {
         if dispatch.replan.is_some() {
             self.memory.force();
         }
+        // A plan that lacks some plannable job was made before that job could be planned:
+        // following it would hand out GPUs the newcomer's plan may want (a whole
+        // submission must be planned together), so training waits for the re-plan the
+        // debounce has only postponed. Once this instance is solved, nothing waits.
+        let unplanned = self.memory.pending(print) && plan_lacks_jobs(&round.scratch, &planning);
         let (held_back, dispatches): (Vec<Command>, Vec<Command>) = dispatch
             .commands
             .into_iter()
-            .partition(|c| matches!(c, Command::Dispatch { job, .. } if held.contains(job)));
+            .partition(|c| unplanned || matches!(c, Command::Dispatch { job, .. } if held.contains(job)));
         if !held_back.is_empty() {
-            tracing::debug!(jobs = held_back.len(), "training held back while the submission is profiled");
+            tracing::debug!(jobs = held_back.len(), unplanned, "training held back until the submission is planned");
         }
         round.propose(dispatches);
-        round.propose(decide_trials(&round.scratch, &book, &hosts, ctx));
+        round.propose(decide_trials(&round.scratch, &book, &hosts, ctx, held.is_empty()));
 
         self.stats.rounds += 1;
         self.stats.profiling = profiling_stats(&round.scratch, config);
         round.commands
     }
+}
+
+/// Whether some job of the instance is missing from the committed plan.
+fn plan_lacks_jobs(state: &ClusterState, planning: &PlanningInstance) -> bool {
+    let Some(plan) = &state.plan else { return !planning.instance.jobs.is_empty() };
+    let planned: BTreeSet<&str> = plan.assignments.iter().map(|a| a.job.0.as_str()).collect();
+    planning.instance.jobs.iter().any(|job| !planned.contains(job.id.as_str()))
 }
 
 /// The commands of one round and the state they lead to.

@@ -73,6 +73,11 @@ impl PlanningMemory {
         }
     }
 
+    /// Whether the instance with this fingerprint still waits for its solve.
+    pub fn pending(&self, fingerprint: u64) -> bool {
+        self.last_fingerprint != Some(fingerprint)
+    }
+
     /// Records a solve of the instance with this fingerprint.
     pub fn solved(&mut self, fingerprint: u64, now_ms: u64) {
         self.last_fingerprint = Some(fingerprint);

@@ -129,8 +129,17 @@ fn same_phase(state: JobState, phase: JobPhase) -> bool {
     )
 }
 
-/// Trial dispatches for every series' next rung that fits on free GPUs now.
-pub fn decide_trials(state: &ClusterState, book: &ProfileBook, hosts: &[HostView], ctx: &SchedContext) -> Vec<Command> {
+/// Trial dispatches for every series' next rung that fits on free GPUs now. With
+/// `refine` false only trials that gate scheduling start: while a submission is held for
+/// its profiles, GPUs are about to go to training, and a refining trial (a gang rung of a
+/// job that can already be planned) would delay it.
+pub fn decide_trials(
+    state: &ClusterState,
+    book: &ProfileBook,
+    hosts: &[HostView],
+    ctx: &SchedContext,
+    refine: bool,
+) -> Vec<Command> {
     let in_flight = keys_in_flight(state);
     let mut free = FreeGpus::of(state, hosts);
     let mut unplanned = free.clone();
@@ -151,6 +160,9 @@ pub fn decide_trials(state: &ClusterState, book: &ProfileBook, hosts: &[HostView
     for (_, series, key) in wanted {
         let Some(shape) = series.next else { continue };
         let Some(carrier) = carrier(state, series, &carriers_taken) else { continue };
+        if !refine && (carrier.state == JobState::Scheduled || series.ready()) {
+            continue; // a gang rung, or a job that can be planned already
+        }
         let pool = if carrier.state == JobState::Scheduled { &unplanned } else { &free };
         let Some(placement) = pool.pick(&series.key.model, shape) else { continue };
         free.take(&placement);

@@ -13,7 +13,7 @@ fn book(state: &ClusterState) -> ProfileBook {
 }
 
 fn trials(state: &ClusterState) -> Vec<Command> {
-    decide_trials(state, &book(state), &up_hosts(state), &ctx(state, 1_000))
+    decide_trials(state, &book(state), &up_hosts(state), &ctx(state, 1_000), true)
 }
 
 fn phases(state: &ClusterState) -> (Vec<Command>, Vec<Unrunnable>) {
@@ -130,6 +130,23 @@ fn refining_trials_of_scheduled_jobs_keep_off_gpus_the_plan_waits_for() {
     let plan = StoredPlan { assignments: vec![assignment], ..StoredPlan::default() };
     state.apply(&Command::CommitPlan { plan, at_ms: 0 });
     assert!(trials(&state).is_empty(), "a 2-host gang would need host a");
+}
+
+#[test]
+fn only_trials_that_gate_scheduling_start_while_a_submission_is_held() {
+    let mut state = cluster(&[("a", 2), ("b", 2), ("c", 1)]);
+    let ids = submit(&mut state, vec![spec("x", "g", &["ddp"], 1, 4), spec("y", "h", &["ddp"], 1, 1)]);
+    record(&mut state, key("g", "ddp", 1, 1), Some(1.0));
+    record(&mut state, key("g", "ddp", 2, 1), Some(0.5));
+    state.apply(&Command::SetJobPhase { job: ids[0].clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    let gating = decide_trials(&state, &book(&state), &up_hosts(&state), &ctx(&state, 1_000), false);
+    assert_eq!(trial_keys(&gating), [key("h", "ddp", 1, 1)], "not g's gang rung");
+    // Nor when the gang rung's carrier still waits for another technique's ladder.
+    state.apply(&Command::SetJobPhase { job: ids[0].clone(), phase: JobPhase::Profiling, at_ms: 0 });
+    let gating = decide_trials(&state, &book(&state), &up_hosts(&state), &ctx(&state, 1_000), false);
+    assert_eq!(trial_keys(&gating), [key("h", "ddp", 1, 1)], "not g's gang rung, whoever carries it");
+    let all = trial_keys(&trials(&state));
+    assert!(all.iter().any(|k| k.profile_group == "g" && k.hosts > 1), "g's gang rung once refining is allowed: {all:?}");
 }
 
 #[test]

@@ -12,7 +12,10 @@
 //!   when a doubling of GPUs gains less than `min_doubling_gain`, or at the first
 //!   infeasible rung of a replicated technique (`ddp` out of memory on `n` GPUs is out of
 //!   memory on any count, since each GPU holds the whole model);
-//! - a sharded technique infeasible at `n` GPUs is also infeasible below `n`;
+//! - a sharded technique infeasible at `n` GPUs is also infeasible below `n` (its memory
+//!   per GPU shrinks with more GPUs) — unless it ran on fewer: then the failure is not
+//!   memory but a technique that does not scale to `n` (spilling runs on one GPU only),
+//!   so the ladder stops there and every count from `n` up is infeasible;
 //! - a technique slower than another by more than `dominance_factor` at every count it
 //!   was measured at (at least two, or all its rungs) is pruned: no more trials, no options.
 
@@ -118,8 +121,12 @@ impl Series {
     }
 
     fn implied_infeasible(&self, total: u32) -> bool {
+        let smallest_feasible = self.times().map(|(n, _)| n).min();
         self.points.iter().any(|(s, p)| {
-            *p == Point::Infeasible && if self.replicated { s.total() <= total } else { s.total() >= total }
+            let failed = s.total();
+            // Failing above a count that ran: the technique stops scaling there.
+            let upward = self.replicated || smallest_feasible.is_some_and(|n| n < failed);
+            *p == Point::Infeasible && if upward { failed <= total } else { failed >= total }
         })
     }
 }
@@ -251,7 +258,8 @@ fn next_rung(
     for &rung in rungs {
         match points.get(&rung) {
             None => return Some(rung),
-            Some(Point::Infeasible) if replicated => return None,
+            // Out of memory everywhere, or failing above a count that ran: no more rungs.
+            Some(Point::Infeasible) if replicated || previous.is_some() => return None,
             Some(Point::Infeasible) => {}
             Some(Point::Time(t)) => {
                 if let Some((n0, t0)) = previous {

@@ -70,6 +70,22 @@ fn a_sharded_technique_out_of_memory_on_few_gpus_climbs_on() {
 }
 
 #[test]
+fn a_technique_failing_above_a_count_that_ran_stops_there() {
+    let mut state = setup(&["spilling"]);
+    record(&mut state, key("g", "spilling", 1, 1), Some(2.0));
+    assert_eq!(series(&book(&state), "spilling").next, Some(Shape::single(2)));
+    record(&mut state, key("g", "spilling", 2, 1), None);
+    let book = book(&state);
+    let spilling = series(&book, "spilling");
+    assert_eq!(spilling.next, None, "not tried on 4 GPUs after failing on 2");
+    assert!(spilling.ready());
+    assert_eq!(spilling.step_time(Shape::single(1)), Some((2.0, Source::Measured)));
+    for shape in [Shape::single(2), Shape::single(3), Shape::single(4), Shape { gpus_per_host: 4, hosts: 2 }] {
+        assert_eq!(spilling.step_time(shape), None, "{shape:?} is not fitted from the 1-GPU run");
+    }
+}
+
+#[test]
 fn a_clearly_slower_technique_is_pruned_after_two_counts() {
     let mut state = setup(&["ddp", "spilling"]);
     for (n, ddp, spilling) in [(1, 1.0, 3.0), (2, 0.55, 1.7)] {
