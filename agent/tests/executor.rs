@@ -247,6 +247,24 @@ async fn a_trial_run_is_ended_once_its_step_time_settles_and_counts_as_a_success
 }
 
 #[tokio::test]
+async fn a_trial_that_hangs_is_ended_as_infeasible_after_its_timeout() {
+    let mut h = Harness::with(|c| c.process.trial_timeout = Duration::from_millis(500)).await;
+    let mut spec = h.sh("j-hang", "echo loading; sleep 60");
+    spec.profile_steps = Some(20);
+    let started = Instant::now();
+    h.table.ensure_running(&spec).await;
+    let events = h.run_to_exit(&spec.key()).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the trial ran {:?}", started.elapsed());
+    assert!(!events.iter().any(|e| matches!(e, ProcessEvent::StepTime { .. })), "{events:?}");
+    match events.last() {
+        Some(ProcessEvent::Exited { code: None, error: Some(error), .. }) => {
+            assert!(error.contains("no step time within"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_chatty_job_cannot_fill_the_disk() {
     let limit = 64 * 1024;
     let mut h = Harness::with(|c| c.process.log_limits = LogLimits { max_file_bytes: limit }).await;

@@ -42,6 +42,9 @@ pub struct ProcessSettings {
     pub trial_settle: Option<SettleRule>,
     /// How long a trial ended that way may take to exit before SIGKILL.
     pub trial_stop_grace: Duration,
+    /// A trial still running this long after its start is ended: with a step time
+    /// measured it counts as a (slow) success, without one as infeasible.
+    pub trial_timeout: Duration,
 }
 
 impl Default for ProcessSettings {
@@ -54,6 +57,7 @@ impl Default for ProcessSettings {
             exit_drain: Duration::from_secs(2),
             trial_settle: Some(SettleRule::default()),
             trial_stop_grace: Duration::from_secs(5),
+            trial_timeout: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -55,6 +55,8 @@ struct Line {
 struct StopState {
     /// A trial ended by the supervisor once its step time had settled.
     settled: bool,
+    /// A trial ended by the supervisor because it ran past `trial_timeout`.
+    timed_out: bool,
     terminate_requested: bool,
     killed_after_grace: Option<Duration>,
     kill_requested: bool,
@@ -74,6 +76,7 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
     }
 
     let started = Instant::now();
+    let trial_deadline = sup.trial.then(|| started + sup.settings.trial_timeout);
     let mut throttle = Throttle::new(sup.settings.progress_interval);
     let mut samples = Vec::new();
     let mut stderr_tail = VecDeque::new();
@@ -133,6 +136,19 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
                     sup.send(event);
                 }
             }
+            _ = sleep_until(trial_deadline), if status.is_none() && !stop.settled && !stop.timed_out => {
+                // A trial that hangs (or crawls) must not hold its GPUs and the
+                // submission's planning forever.
+                stop.timed_out = true;
+                let grace = sup.settings.trial_stop_grace;
+                if !stop.terminate_requested {
+                    signal_group(sup.pid, Signal::SIGTERM);
+                }
+                if kill_at.is_none_or(|current| Instant::now() + grace < current) {
+                    kill_at = Some(Instant::now() + grace);
+                    grace_given = grace;
+                }
+            }
             _ = sleep_until(kill_at), if status.is_none() => {
                 stop.killed_after_grace = Some(grace_given);
                 signal_group(sup.pid, Signal::SIGKILL);
@@ -154,9 +170,20 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
     }
     let measured = sup.trial && robust_step_time(&samples).is_some();
     let exited = match status {
-        // The supervisor ended a trial that had measured what it was for: a success,
-        // however the process took the SIGTERM.
-        Some(Ok(_)) if stop.settled && measured => ProcessEvent::Exited { code: Some(0), signal: None, error: None },
+        // The supervisor ended a trial that had measured what it was for (its step time
+        // settled, or it ran out of time but did measure one: a slow configuration, not
+        // a broken one): a success, however the process took the SIGTERM.
+        Some(Ok(_)) if (stop.settled || stop.timed_out) && measured => {
+            ProcessEvent::Exited { code: Some(0), signal: None, error: None }
+        }
+        Some(Ok(_)) if stop.timed_out => ProcessEvent::Exited {
+            code: None,
+            signal: None,
+            error: Some(format!(
+                "trial run measured no step time within {} s: stopped as infeasible",
+                sup.settings.trial_timeout.as_secs()
+            )),
+        },
         Some(Ok(status)) => exit_event(status, stop, &stderr_tail),
         // `None` cannot happen (the loop ends only once the status is known).
         Some(Err(_)) | None => ProcessEvent::Exited {
