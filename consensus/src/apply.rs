@@ -10,6 +10,8 @@
 //!
 //! A rejected command leaves the state unchanged (apart from the `rejected` counter).
 
+use std::sync::Arc;
+
 use crate::command::{
     Attempt, AttemptEvent, Command, CommandResult, DispatchKind, JobPhase, ProfileResult, Rejection, StoredPlan,
     STEP_TIME_METRIC,
@@ -53,7 +55,7 @@ impl ClusterState {
             self.last_job_seq += 1;
             let id = JobId::from_seq(self.last_job_seq);
             let state = if user_profiles_cover(spec) { JobState::Scheduled } else { JobState::Queued };
-            self.jobs.insert(id.clone(), JobRecord::new(id.clone(), spec.clone(), state, at_ms));
+            self.jobs.insert(id.clone(), Arc::new(JobRecord::new(id.clone(), spec.clone(), state, at_ms)));
             ids.push(id);
         }
         CommandResult::Submitted { jobs: ids }
@@ -117,7 +119,7 @@ impl ClusterState {
         }
         self.check_placement_free(placement)?;
 
-        let record = self.jobs.get_mut(id).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
+        let record = self.jobs.get_mut(id).map(Arc::make_mut).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
         let attempt = record.attempt + 1;
         let (start_step, return_state) = match kind {
             DispatchKind::Train => {
@@ -182,7 +184,7 @@ impl ClusterState {
     }
 
     fn job_event(&mut self, id: &JobId, attempt: Attempt, event: &AttemptEvent, at_ms: u64) -> Outcome {
-        let record = self.jobs.get_mut(id).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
+        let record = self.jobs.get_mut(id).map(Arc::make_mut).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
         let live = match record.live.as_mut() {
             Some(live) if live.attempt == attempt => live,
             _ => return Err(Rejection::StaleAttempt { job: id.clone(), attempt }),
@@ -218,7 +220,7 @@ impl ClusterState {
     /// The live attempt of `id` exited: free its GPUs and decide what the job becomes.
     fn attempt_exited(&mut self, id: &JobId, code: Option<i32>, error: Option<String>, at_ms: u64) {
         let Some(live) = self.release_live_attempt(id) else { return };
-        let Some(record) = self.jobs.get_mut(id) else { return };
+        let Some(record) = self.jobs.get_mut(id).map(Arc::make_mut) else { return };
         record.exit_code = code;
         if let DispatchKind::Trial { profile_key, .. } = &live.kind {
             // A stopped trial measured nothing; a finished or crashed one did.
@@ -252,7 +254,7 @@ impl ClusterState {
     }
 
     fn preempt(&mut self, id: &JobId, attempt: Attempt) -> Outcome {
-        let record = self.jobs.get_mut(id).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
+        let record = self.jobs.get_mut(id).map(Arc::make_mut).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
         let live = match record.live.as_mut() {
             Some(live) if live.attempt == attempt => live,
             _ => return Err(Rejection::StaleAttempt { job: id.clone(), attempt }),
@@ -293,7 +295,7 @@ impl ClusterState {
             // The whole gang ends, on every host: its other members cannot go on alone.
             let Some(live) = self.release_live_attempt(&id) else { continue };
             self.counters.lost_attempts += 1;
-            if let Some(record) = self.jobs.get_mut(&id) {
+            if let Some(record) = self.jobs.get_mut(&id).map(Arc::make_mut) {
                 finish_or_return(record, &live, at_ms);
             }
         }
@@ -302,7 +304,7 @@ impl ClusterState {
 
     /// Takes the live attempt of `id` off the job and frees its GPUs.
     fn release_live_attempt(&mut self, id: &JobId) -> Option<LiveAttempt> {
-        let live = self.jobs.get_mut(id)?.live.take()?;
+        let live = self.jobs.get_mut(id).map(Arc::make_mut)?.live.take()?;
         for host_gpus in &live.placement {
             for gpu in &host_gpus.gpus {
                 let slot = (host_gpus.host.clone(), *gpu);
@@ -316,7 +318,7 @@ impl ClusterState {
 
     /// A job that is neither cancelled nor ended must exist, or the command is rejected.
     fn active_job_mut(&mut self, id: &JobId) -> Result<&mut JobRecord, Rejection> {
-        let record = self.jobs.get_mut(id).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
+        let record = self.jobs.get_mut(id).map(Arc::make_mut).ok_or_else(|| Rejection::UnknownJob(id.clone()))?;
         if record.state.is_terminal() {
             return Err(Rejection::JobEnded(id.clone()));
         }

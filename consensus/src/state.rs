@@ -5,6 +5,7 @@
 //! and comparisons between replicas are deterministic.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -185,8 +186,11 @@ pub struct Counters {
 pub struct ClusterState {
     /// Sequence number of the last job id assigned.
     pub last_job_seq: u64,
-    /// All jobs ever submitted.
-    pub jobs: BTreeMap<JobId, JobRecord>,
+    /// All jobs ever submitted. Shared (`Arc`) so that copies of the state — the
+    /// snapshot every reader gets after an apply, the scheduler's scratch copy each
+    /// round — cost a reference count per job, not a deep copy of 10,000 job specs; a
+    /// change copies only the job it touches ([`ClusterState::job_mut`]).
+    pub jobs: BTreeMap<JobId, Arc<JobRecord>>,
     /// GPU occupancy: every held GPU and its live attempt. A GPU not here is free.
     #[serde(with = "crate::serde_seq")]
     pub gpus: BTreeMap<GpuSlot, GpuHolder>,
@@ -206,7 +210,13 @@ pub struct ClusterState {
 impl ClusterState {
     /// The job with this id.
     pub fn job(&self, id: &JobId) -> Option<&JobRecord> {
-        self.jobs.get(id)
+        self.jobs.get(id).map(Arc::as_ref)
+    }
+
+    /// The job with this id, to change it: copied first when a copy of the state still
+    /// shares it.
+    pub fn job_mut(&mut self, id: &JobId) -> Option<&mut JobRecord> {
+        self.jobs.get_mut(id).map(Arc::make_mut)
     }
 
     /// Whether `attempt` is the live attempt of `job`.
@@ -230,7 +240,7 @@ impl ClusterState {
     pub fn attempts_on_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = (&'a JobRecord, &'a LiveAttempt)> + 'a {
         self.jobs.values().filter_map(move |record| {
             let live = record.live.as_ref()?;
-            live.placement.iter().any(|hg| hg.host == host).then_some((record, live))
+            live.placement.iter().any(|hg| hg.host == host).then_some((record.as_ref(), live))
         })
     }
 
@@ -252,6 +262,6 @@ impl ClusterState {
 
     /// Jobs in `state`.
     pub fn jobs_in(&self, state: JobState) -> impl Iterator<Item = &JobRecord> {
-        self.jobs.values().filter(move |record| record.state == state)
+        self.jobs.values().map(Arc::as_ref).filter(move |record| record.state == state)
     }
 }

@@ -91,7 +91,7 @@ fn main() -> Result<()> {
         eprintln!("  makespan {:.1} s", run.makespan_s);
         results.push(Measured {
             name: policy.name,
-            preemptions: metric("saturn_preemptions").map(|p| p as u64),
+            preemptions: metric("saturn_preemptions_total").map(|p| p as u64),
             trials: trial_segments.len(),
             trial_gpu_s,
             grid: metric("saturn_profiling_trials").zip(metric("saturn_profiling_full_grid_trials")),

@@ -285,6 +285,7 @@ pub fn counters(metrics: &str, names: &[&str]) -> BTreeMap<String, f64> {
         let Some((metric, value)) = line.rsplit_once(' ') else { continue };
         let Ok(value) = value.trim().parse::<f64>() else { continue };
         for name in names {
+            let metric = metric.strip_suffix("_total").unwrap_or(metric);
             if metric == *name || metric.ends_with(&format!("_{name}")) {
                 found.insert((*name).to_string(), value);
             }

@@ -36,9 +36,9 @@ const PER_AGENT: [&str; 14] = [
     "saturn_raft_term",
     "saturn_raft_role",
     "saturn_raft_commit_index",
-    "saturn_raft_leader_changes",
-    "saturn_dispatches",
-    "saturn_preemptions",
+    "saturn_raft_leader_changes_total",
+    "saturn_dispatches_total",
+    "saturn_preemptions_total",
     "saturn_profiling_seconds",
     "saturn_planner_solve_seconds",
     "saturn_planner_predicted_makespan_seconds",
@@ -159,7 +159,7 @@ async fn leader_planned(harness: &Harness, term_before: u64) -> Result<()> {
     eventually(&format!("{leader}'s planning and profiling numbers"), Duration::from_secs(20), || async {
         let scrape = scrape(harness, i).await?;
         for name in [
-            "saturn_planner_solves",
+            "saturn_planner_solves_total",
             "saturn_profiling_seconds",
             "saturn_plan_makespan_seconds",
             "saturn_planner_predicted_makespan_seconds",
@@ -243,7 +243,7 @@ async fn compare(harness: &Harness, i: usize, moment: Moment) -> Result<Option<(
         bail!("agent {i}: {job_series} saturn_job_steps_done series for {} jobs", jobs.len());
     }
     for (metric, at_least) in
-        [("saturn_raft_commit_index", 1.0), ("saturn_raft_leader_changes", 1.0), ("saturn_dispatches", JOBS as f64)]
+        [("saturn_raft_commit_index", 1.0), ("saturn_raft_leader_changes_total", 1.0), ("saturn_dispatches_total", JOBS as f64)]
     {
         let got = value(&scrape, metric, &[]).context(metric)?;
         if got < at_least {
@@ -292,7 +292,9 @@ async fn scrape(harness: &Harness, i: usize) -> Result<Scrape> {
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?;
     let mut seen = HashSet::new();
     for sample in &scrape.samples {
-        if !scrape.docs.contains_key(&sample.metric) {
+        // A counter's HELP names its family, `x` for the sample `x_total` (OpenMetrics).
+        let family = sample.metric.strip_suffix("_total").unwrap_or(&sample.metric);
+        if !scrape.docs.contains_key(&sample.metric) && !scrape.docs.contains_key(family) {
             bail!("agent {i}: {} has no HELP line", sample.metric);
         }
         let labels: BTreeMap<&String, &String> = sample.labels.iter().collect();

@@ -1,6 +1,7 @@
-//! `GET /metrics`: Prometheus text, built from the replicated state and this agent's
-//! Raft and scheduler view at request time (so it always agrees with `/v1/status` and
-//! `/v1/jobs`).
+//! `GET /metrics`: Prometheus text (OpenMetrics), built from the replicated state and this
+//! agent's Raft and scheduler view at request time (so it always agrees with `/v1/status`
+//! and `/v1/jobs`). Counts that only grow are counters (`saturn_dispatches_total`, ...),
+//! everything else gauges.
 
 use std::sync::atomic::AtomicU64;
 
@@ -8,12 +9,13 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use saturn_consensus::{ClusterState, JobState};
 
-use super::services::RaftView;
+use super::services::{ExtraMetric, RaftView};
 use super::{error, now_ms, ApiState};
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -23,7 +25,9 @@ pub async fn metrics(State(api): State<ApiState>) -> Response {
     let raft = api.services.raft();
     let extra = api.services.extra_metrics();
     match render(&api.services.name(), &state, &raft, &extra, now_ms()) {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        // OpenMetrics, the text the encoder writes: a counter's family `saturn_x` has the
+        // sample `saturn_x_total`, which Prometheus reads only when told the format.
+        Ok(text) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {err}")),
     }
 }
@@ -32,6 +36,10 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
     let g = FloatGauge::default();
     g.set(value);
     registry.register(name, help, g);
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    registry.register(name, help, ConstCounter::new(value));
 }
 
 fn labelled(registry: &mut Registry, name: &str, help: &str, values: Vec<(Vec<(String, String)>, f64)>) {
@@ -47,7 +55,7 @@ pub fn render(
     agent: &str,
     state: &ClusterState,
     raft: &RaftView,
-    extra: &[(String, String, f64)],
+    extra: &[ExtraMetric],
     now_ms: u64,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("saturn");
@@ -79,11 +87,12 @@ pub fn render(
     labelled(&mut registry, "raft_role", "this agent's Raft role", vec![(vec![("role".into(), role.into())], 1.0)]);
     gauge(&mut registry, "raft_commit_index", "last committed Raft log index", raft.commit_index as f64);
     gauge(&mut registry, "raft_applied_index", "last applied Raft log index", raft.applied_index as f64);
-    gauge(&mut registry, "raft_leader_changes", "leader changes seen by this agent", raft.leader_changes as f64);
-    gauge(&mut registry, "dispatches", "dispatches applied (trials included)", state.counters.dispatches as f64);
-    gauge(&mut registry, "preemptions", "preemptions applied", state.counters.preemptions as f64);
-    gauge(&mut registry, "lost_attempts", "attempts lost with their host", state.counters.lost_attempts as f64);
-    gauge(&mut registry, "restarts", "failed attempts restarted", state.counters.restarts as f64);
+    counter(&mut registry, "raft_leader_changes", "leader changes seen by this agent", raft.leader_changes);
+    let counters = &state.counters;
+    counter(&mut registry, "dispatches", "dispatches applied (trials included)", counters.dispatches);
+    counter(&mut registry, "preemptions", "preemptions applied", counters.preemptions);
+    counter(&mut registry, "lost_attempts", "attempts lost with their host", counters.lost_attempts);
+    counter(&mut registry, "restarts", "failed attempts restarted", counters.restarts);
     gauge(&mut registry, "plan_epoch", "epoch of the committed plan", state.plan_epoch as f64);
     if let Some(plan) = &state.plan {
         gauge(&mut registry, "plan_makespan_seconds", "predicted makespan of the committed plan", plan.makespan_s);
@@ -108,8 +117,12 @@ pub fn render(
     }
     labelled(&mut registry, "job_steps_done", "steps done per job", steps);
     labelled(&mut registry, "job_step_rate", "steps per second of a running job in its current attempt", rates);
-    for (name, help, value) in extra {
-        gauge(&mut registry, name, help, *value);
+    for metric in extra {
+        if metric.counter {
+            counter(&mut registry, &metric.name, &metric.help, metric.value.max(0.0) as u64);
+        } else {
+            gauge(&mut registry, &metric.name, &metric.help, metric.value);
+        }
     }
     let mut text = String::new();
     encode(&mut text, &registry)?;

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-pub use services::{AgentServices, LogPiece, RaftView, ServiceError, SoftView};
+pub use services::{AgentServices, ExtraMetric, LogPiece, RaftView, ServiceError, SoftView};
 
 use crate::views::ErrorView;
 

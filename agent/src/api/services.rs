@@ -84,14 +84,32 @@ pub trait AgentServices: Send + Sync + 'static {
     async fn propose(&self, command: Command) -> Result<CommandResult, ServiceError>;
     /// Reads a job's log from `offset` (fetched from the host that ran the job).
     async fn read_log(&self, job: &JobId, offset: u64, max_bytes: usize) -> Result<LogPiece, ServiceError>;
-    /// Extra Prometheus text appended to `/metrics` (scheduler and mesh counters).
-    fn extra_metrics(&self) -> Vec<(String, String, f64)> {
+    /// Extra samples appended to `/metrics` (the scheduler's statistics).
+    fn extra_metrics(&self) -> Vec<ExtraMetric> {
         Vec::new()
     }
 }
 
+/// A sample an agent adds to `/metrics` besides those read from the replicated state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraMetric {
+    /// Name without the `saturn_` prefix (and, for a counter, without `_total`).
+    pub name: String,
+    /// Help text.
+    pub help: String,
+    /// The value.
+    pub value: f64,
+    /// Only ever grows (until the process or, for the scheduler's, its leadership ends):
+    /// exposed as a Prometheus counter, `saturn_NAME_total`; a gauge otherwise.
+    pub counter: bool,
+}
+
 /// See [`AgentServices::host_view`].
 pub fn host_view_of(state: &ClusterState, host: &str) -> ClusterState {
-    let jobs = state.attempts_on_host(host).map(|(record, _)| (record.id.clone(), record.clone())).collect();
+    // The records are shared with `state`, not copied.
+    let jobs = state
+        .attempts_on_host(host)
+        .filter_map(|(record, _)| Some((record.id.clone(), state.jobs.get(&record.id)?.clone())))
+        .collect();
     ClusterState { jobs, agents: state.agents.clone(), ..ClusterState::default() }
 }

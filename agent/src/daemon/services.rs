@@ -12,7 +12,7 @@ use saturn_consensus::{ClusterState, Command, CommandResult, ConsensusNode, JobI
 
 use super::logs::{self, LogsRequest, LogsResponse};
 use super::soft::SoftState;
-use crate::api::{AgentServices, LogPiece, RaftView, ServiceError, SoftView};
+use crate::api::{AgentServices, ExtraMetric, LogPiece, RaftView, ServiceError, SoftView};
 use crate::mesh::{Channel, MeshHandle, MeshRequest, MeshResponse, PeerId};
 
 /// The running agent as the API sees it.
@@ -29,8 +29,8 @@ pub struct Services {
     pub mesh: MeshHandle,
     /// Leader changes seen (maintained by the daemon's Raft watcher).
     pub leader_changes: Arc<AtomicU64>,
-    /// Extra gauges (scheduler statistics, mesh counters).
-    pub extra: Arc<Mutex<Vec<(String, String, f64)>>>,
+    /// Extra samples (the scheduler's statistics).
+    pub extra: Arc<Mutex<Vec<ExtraMetric>>>,
     /// The last state copy handed out, with the applied index it was taken at: copies are
     /// made at most once per apply however many requests ask.
     cache: Mutex<(u64, Arc<ClusterState>)>,
@@ -138,7 +138,7 @@ impl AgentServices for Services {
         Ok(logs::piece(attempt, record.attempt, response))
     }
 
-    fn extra_metrics(&self) -> Vec<(String, String, f64)> {
+    fn extra_metrics(&self) -> Vec<ExtraMetric> {
         self.extra.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

@@ -81,7 +81,7 @@ fn jobs_move_from_queued_to_profiling_to_scheduled() {
     apply_all(&mut state, &commands);
     // The trial ends: 1 and then 2 GPUs are measured.
     let carrier = ids.iter().find(|id| state.jobs[*id].live.is_some()).unwrap().clone();
-    state.jobs.get_mut(&carrier).unwrap().live = None;
+    state.job_mut(&carrier).unwrap().live = None;
     state.gpus.clear();
     record(&mut state, key("g", "ddp", 1, 1), Some(1.0));
     record(&mut state, key("g", "ddp", 2, 1), Some(0.5));

@@ -19,6 +19,7 @@
 //! - a technique slower than another by more than `dominance_factor` at every count it
 //!   was measured at (at least two, or all its rungs) is pruned: no more trials, no options.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use saturn_consensus::{ClusterState, JobRecord, ProfileKey, ProfileResult};
@@ -139,15 +140,16 @@ pub struct ProfileBook {
 }
 
 impl ProfileBook {
-    /// Builds the book for `jobs` (their groups, techniques and GPU ranges) on `hosts`.
-    pub fn build<'a>(
+    /// Builds the book for `jobs` (their groups, techniques and GPU ranges) on `hosts`;
+    /// `jobs` may be records or the state's shared ones (`state.jobs.values()`).
+    pub fn build<'a, J: Borrow<JobRecord> + 'a>(
         state: &ClusterState,
         hosts: &[HostView],
-        jobs: impl IntoIterator<Item = &'a JobRecord>,
+        jobs: impl IntoIterator<Item = &'a J>,
         config: &SchedulerConfig,
     ) -> ProfileBook {
         let mut groups: BTreeMap<&str, Vec<&JobRecord>> = BTreeMap::new();
-        for job in jobs {
+        for job in jobs.into_iter().map(Borrow::borrow) {
             groups.entry(job.spec.profile_group.as_str()).or_default().push(job);
         }
         let sizes = host_sizes_by_model(hosts);

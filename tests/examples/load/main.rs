@@ -186,7 +186,7 @@ async fn run(cluster: &LocalCluster, settings: &Settings, saturn: &std::path::Pa
     let metrics = call("metrics", leader_api.get_text("/metrics")).await?;
     let solve = gauge(&metrics, "saturn_planner_solve_seconds").unwrap_or(f64::NAN);
     let epoch = gauge(&metrics, "saturn_plan_epoch").unwrap_or(f64::NAN);
-    let solves = gauge(&metrics, "saturn_planner_solves").unwrap_or(f64::NAN);
+    let solves = gauge(&metrics, "saturn_planner_solves_total").unwrap_or(f64::NAN);
     rows.push(row(format!("plan covering all {planned} jobs committed after the last POST"), format!("{:.1} s", plan_wait.as_secs_f64())));
     rows.push(row("  planner_solve_seconds: last / slowest seen", format!("{solve:.2} / {slowest:.2} s")));
     rows.push(row("  plan epoch / solves by this leader", format!("{epoch} / {solves}")));
@@ -213,7 +213,7 @@ async fn run(cluster: &LocalCluster, settings: &Settings, saturn: &std::path::Pa
     let (median, max) = rss_of(cluster, (0..cluster.agents.len()).filter(|i| *i != leader));
     rows.push(row(format!("other agents' RSS with {} jobs, median / max", settings.jobs), format!("{median:.1} / {max:.1} MiB")));
     let running = metrics.lines().find_map(|l| l.strip_prefix("saturn_jobs{state=\"running\"} ")).unwrap_or("?");
-    let changes = gauge(&metrics, "saturn_raft_leader_changes").unwrap_or(f64::NAN);
+    let changes = gauge(&metrics, "saturn_raft_leader_changes_total").unwrap_or(f64::NAN);
     rows.push(row("jobs running / leader changes seen by the leader", format!("{running} / {changes}")));
     Ok(rows)
 }
