@@ -17,6 +17,11 @@ use saturn_consensus::GpuInfo;
 const PASSED_TO_JOBS: &[&str] = &["SATURN_SYNTH_RECORD_FILE"];
 
 fn main() -> ExitCode {
+    // The agent runs every job under itself as a watchdog (see executor::watchdog).
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|a| a == saturn_agent::executor::watchdog::WATCHDOG_ARG) {
+        saturn_agent::executor::watchdog::main(&raw[2..]);
+    }
     let args = AgentArgs::parse();
     if let Some(path) = &args.gen_cluster_key {
         return match saturn_agent::mesh::write_cluster_key(path, &saturn_agent::mesh::generate_cluster_key()) {

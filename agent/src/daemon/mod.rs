@@ -30,6 +30,7 @@ use saturn_consensus::{AgentNode, Command, ConsensusNode, GpuInfo, NodeConfig};
 use tokio::sync::watch;
 
 use crate::api::{self, now_ms, AgentServices, ApiState};
+use crate::executor::watchdog::{Lease, WatchdogSettings};
 use crate::executor::{ExecutorConfig, ProcessTable};
 use crate::mesh::{self, MeshConfig, Multiaddr, PreSharedKey};
 use crate::scheduler::config::SchedulerConfig;
@@ -80,6 +81,13 @@ impl DaemonSettings {
     pub fn fence_after(&self) -> Duration {
         self.grace_period / 2
     }
+
+    /// How old the agent's lease may get before a job's watchdog kills the job (SIGTERM
+    /// at ¾ of it): 4/5 of the grace period, so a frozen or hung agent's jobs are gone
+    /// before the leader runs them elsewhere.
+    pub fn watchdog_silence(&self) -> Duration {
+        self.grace_period * 4 / 5
+    }
 }
 
 /// Runs the agent until `shutdown` resolves; then stops cleanly: jobs are asked to
@@ -125,6 +133,13 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
 
     let mut executor_config = ExecutorConfig::new(&settings.data_dir);
     executor_config.process.extra_env = settings.job_env.clone();
+    let lease = Lease::new(&settings.data_dir.join("lease"));
+    executor_config.process.watchdog = Some(WatchdogSettings {
+        program: std::env::current_exe().context("cannot locate the saturn-agent executable")?,
+        lease: lease.path().to_owned(),
+        max_silence: settings.watchdog_silence(),
+        kill_grace: settings.kill_grace,
+    });
     let (table, process_events, orphans) = ProcessTable::open(executor_config).await?;
     if !orphans.is_empty() {
         tracing::warn!(count = orphans.len(), "ended job processes left by a previous run of this agent");
@@ -137,7 +152,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         tokio::spawn(tasks::mesh_events(mesh_events, node.server(), soft.clone(), settings.data_dir.clone(), members.clone())),
         tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
         tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
-        tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx)),
+        tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
         tokio::spawn(membership::run(
             node.clone(),
             soft.clone(),

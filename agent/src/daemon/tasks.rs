@@ -18,6 +18,7 @@ use super::services::Services;
 use super::soft::SoftState;
 use super::{membership, raft_net, DaemonSettings};
 use crate::api::{now_ms, ExtraMetric};
+use crate::executor::watchdog::Lease;
 use crate::mesh::{Channel, Gossip, GpuLoad, Heartbeat, MeshEvent, MeshHandle, MeshResponse};
 
 /// Holds an exclusive lock on the data dir for the agent's lifetime: two agents on one
@@ -175,6 +176,9 @@ pub async fn watch_raft(node: Arc<ConsensusNode>, leader_changes: Arc<AtomicU64>
     }
 }
 
+/// How often the job watchdogs' lease is renewed.
+const LEASE_RENEWAL: Duration = Duration::from_millis(400);
+
 /// When this agent last heard from a majority of the voters (itself counted as heard
 /// now): the majority-th most recent of their last heartbeats. `None` when it never has.
 pub fn quorum_heard(voters: &[(bool, Option<Duration>)]) -> Option<Duration> {
@@ -190,8 +194,18 @@ pub fn quorum_heard(voters: &[(bool, Option<Duration>)]) -> Option<Duration> {
 /// for `fence_after`, measured from the last heartbeats themselves (not from the failure
 /// detector's verdict, which comes seconds later), so a partitioned agent stops its jobs
 /// well before the majority, which waits the full grace period, runs them elsewhere.
-pub async fn fence(node: Arc<ConsensusNode>, soft: Arc<SoftState>, fence_after: Duration, fenced: watch::Sender<bool>) {
+/// It also renews the `lease` its jobs' watchdogs check (as long as this task runs,
+/// fenced or not: the fence stops the jobs of a running agent): a frozen or hung agent
+/// stops renewing it, and the watchdogs stop the jobs it no longer can.
+pub async fn fence(
+    node: Arc<ConsensusNode>,
+    soft: Arc<SoftState>,
+    fence_after: Duration,
+    fenced: watch::Sender<bool>,
+    lease: Lease,
+) {
     let started = Instant::now();
+    let mut renewed: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = Instant::now();
@@ -211,6 +225,12 @@ pub async fn fence(node: Arc<ConsensusNode>, soft: Arc<SoftState>, fence_after: 
             let silence = quorum_heard(&voters).unwrap_or_else(|| now.duration_since(started));
             silence > fence_after
         };
+        if renewed.is_none_or(|at| now.duration_since(at) >= LEASE_RENEWAL) {
+            match lease.renew() {
+                Ok(()) => renewed = Some(now),
+                Err(err) => tracing::warn!(path = %lease.path().display(), %err, "cannot renew the job watchdogs' lease"),
+            }
+        }
         if *fenced.borrow() != cut_off {
             if cut_off {
                 tracing::warn!("no quorum of voters heard for {fence_after:?}: fencing this agent's jobs");

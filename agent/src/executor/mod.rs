@@ -24,6 +24,7 @@ pub mod step_time;
 mod supervise;
 pub mod table;
 pub mod throttle;
+pub mod watchdog;
 
 pub use env::attempt_env;
 pub use event::{AttemptEvent, ProcessEvent};

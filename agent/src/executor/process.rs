@@ -20,6 +20,7 @@ use super::procfs;
 use super::spawner::Spawner;
 use super::spec::AttemptSpec;
 use super::step_time::SettleRule;
+use super::watchdog::WatchdogSettings;
 use super::supervise::{supervise, Supervisor};
 
 /// How processes are run; shared by all attempts of an executor.
@@ -45,6 +46,9 @@ pub struct ProcessSettings {
     /// A trial still running this long after its start is ended: with a step time
     /// measured it counts as a (slow) success, without one as infeasible.
     pub trial_timeout: Duration,
+    /// Runs every job under the [watchdog](super::watchdog) (the daemon always does;
+    /// `None` runs the command directly).
+    pub watchdog: Option<WatchdogSettings>,
 }
 
 impl Default for ProcessSettings {
@@ -58,6 +62,7 @@ impl Default for ProcessSettings {
             trial_settle: Some(SettleRule::default()),
             trial_stop_grace: Duration::from_secs(5),
             trial_timeout: Duration::from_secs(15 * 60),
+            watchdog: None,
         }
     }
 }
@@ -150,9 +155,20 @@ impl AttemptProcess {
             .map_err(|source| StartError::CheckpointDir { path: spec.checkpoint_dir.clone(), source })?;
         let log = RotatingLog::open(wiring.log_path, settings.log_limits)
             .map_err(|source| StartError::Log { path: wiring.log_path.to_owned(), source })?;
-        let mut command = Command::new(program);
+        let mut command = match &settings.watchdog {
+            Some(watchdog) => {
+                let (watchdog, args) = watchdog.wrap(program, args);
+                let mut command = Command::new(watchdog);
+                command.args(args);
+                command
+            }
+            None => {
+                let mut command = Command::new(program);
+                command.args(args);
+                command
+            }
+        };
         command
-            .args(args)
             .current_dir(&spec.workdir)
             .env_clear()
             .envs(std::env::vars_os().filter(|(name, _)| !name.to_str().is_some_and(is_managed)))
