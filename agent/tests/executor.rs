@@ -201,6 +201,17 @@ async fn ensure_running_is_idempotent_and_never_reruns_a_finished_attempt() {
     assert!(matches!(h.table.finished(&spec.key()), Some(ProcessEvent::Exited { signal: Some(15), .. })));
 }
 
+/// A trial's (seconds per step, step reports) from its `StepTime` event.
+fn measured(events: &[ProcessEvent]) -> (f64, usize) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            ProcessEvent::StepTime { seconds_per_step, samples } => Some((*seconds_per_step, *samples)),
+            _ => None,
+        })
+        .expect("a StepTime event before Exited")
+}
+
 #[tokio::test]
 async fn a_trial_run_reports_its_measured_step_time() {
     let mut h = Harness::new().await;
@@ -208,11 +219,7 @@ async fn a_trial_run_reports_its_measured_step_time() {
     spec.profile_steps = Some(8);
     h.table.ensure_running(&spec).await;
     let events = h.run_to_exit(&spec.key()).await;
-    let measured = events.iter().find_map(|e| match e {
-        ProcessEvent::StepTime { seconds_per_step, samples } => Some((*seconds_per_step, *samples)),
-        _ => None,
-    });
-    let (seconds, samples) = measured.expect("a StepTime event before Exited");
+    let (seconds, samples) = measured(&events);
     assert_eq!(samples, 8);
     assert!((0.09..0.3).contains(&seconds), "measured {seconds} s/step for 0.1 s sleeps");
 }
@@ -227,13 +234,7 @@ async fn a_trial_run_is_ended_once_its_step_time_settles_and_counts_as_a_success
     h.table.ensure_running(&spec).await;
     let events = h.run_to_exit(&spec.key()).await;
     assert!(started.elapsed() < Duration::from_secs(10), "the trial ran {:?}", started.elapsed());
-    let (seconds, samples) = events
-        .iter()
-        .find_map(|e| match e {
-            ProcessEvent::StepTime { seconds_per_step, samples } => Some((*seconds_per_step, *samples)),
-            _ => None,
-        })
-        .expect("a StepTime event before Exited");
+    let (seconds, samples) = measured(&events);
     assert!((5..50).contains(&samples), "stopped after {samples} reports");
     assert!((0.09..0.3).contains(&seconds), "measured {seconds} s/step for 0.1 s sleeps");
     // sh dies of the SIGTERM, yet the trial measured what it was for.

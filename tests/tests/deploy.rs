@@ -197,9 +197,11 @@ async fn the_systemd_config_starts_an_agent_that_stops_cleanly_on_sigterm() {
         .spawn()
         .expect("saturn-agent starts");
     let client = ApiClient::new(&format!("http://127.0.0.1:{}", ports + 1), None).expect("client");
-    let up = eventually("the agent to lead its one-agent mesh", Duration::from_secs(30), || async {
+    // Leading comes first; the agent's own record (with its GPUs) is committed just after.
+    let up = eventually("the agent to lead its one-agent mesh and list its GPUs", Duration::from_secs(30), || async {
         let status: StatusView = client.get_json("/v1/status").await?;
-        Ok((status.leader.as_deref() == Some("systemd-test")).then_some(status))
+        let listed = status.agents.first().is_some_and(|a| !a.gpus.is_empty());
+        Ok((status.leader.as_deref() == Some("systemd-test") && listed).then_some(status))
     })
     .await;
     let pid = agent.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw).expect("a running agent");
