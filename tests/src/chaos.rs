@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{ensure, Result};
 
 use crate::records::{self, Record};
-use crate::{eventually, Harness};
+use crate::{eventually, Harness, SynthSweep};
 
 /// A small seeded generator (SplitMix64): the same seed gives the same plan on every
 /// machine, with no dependency on a random-number crate.
@@ -154,24 +154,14 @@ pub fn now_ms() -> u64 {
 /// `checkpoint_every` steps, in `profile_group`; with `known_profile`, the step times are
 /// given (no trial runs), else the jobs are profiled by trials first.
 pub fn sweep(saturn: &Path, name: &str, jobs: usize, steps: u64, checkpoint_every: u64, profile_group: &str, known_profile: bool) -> String {
-    let lrs: Vec<String> = (0..jobs).map(|i| format!("\"{}e-4\"", i + 1)).collect();
-    let profile =
-        if known_profile { "profile = { ddp = { 1 = 0.04, 2 = 0.025, 4 = 0.015 }, fsdp = { 1 = 0.045, 4 = 0.02 } }\n" } else { "" };
-    format!(
-        r#"
-[[sweep]]
-name = "{name}-lr{{lr}}"
-command = ["{saturn}", "synth-job", "--model-gb", "1", "--base-step-ms", "40", "--compute-fraction", "0.8", "--checkpoint-every", "{checkpoint_every}", "--lr", "{{lr}}"]
-grid = {{ lr = [{lrs}] }}
-steps = {steps}
-techniques = ["ddp", "fsdp"]
-gpus = [1, 4]
-profile_group = "{profile_group}"
-max_restarts = 2
-{profile}"#,
-        saturn = saturn.display(),
-        lrs = lrs.join(", "),
-    )
+    let profile = "profile = { ddp = { 1 = 0.04, 2 = 0.025, 4 = 0.015 }, fsdp = { 1 = 0.045, 4 = 0.02 } }";
+    SynthSweep {
+        profile_group: profile_group.to_string(),
+        checkpoint_every: Some(checkpoint_every),
+        profile: known_profile.then(|| profile.to_string()),
+        ..SynthSweep::new(name, jobs, steps)
+    }
+    .toml(saturn)
 }
 
 /// What the records say happened, for the report.

@@ -165,24 +165,86 @@ where
     }
 }
 
-/// A sweep of the simulated job: `jobs` jobs (`lr` grid) of `steps` steps each.
+/// A sweep of the simulated job: `jobs` jobs (`lr` grid) of `steps` steps each, with the
+/// defaults of [`SynthSweep::new`].
 pub fn synth_sweep(saturn: &std::path::Path, name: &str, jobs: usize, steps: u64, extra: &str) -> String {
-    let lrs: Vec<String> = (0..jobs).map(|i| format!("\"{}e-4\"", i + 1)).collect();
-    format!(
-        r#"
+    SynthSweep { extra: extra.to_string(), ..SynthSweep::new(name, jobs, steps) }.toml(saturn)
+}
+
+/// A job file sweeping the simulated job over an `lr` grid; the one builder every suite
+/// uses, each changing only what it tests.
+#[derive(Clone, Debug)]
+pub struct SynthSweep {
+    /// Jobs are named `NAME-lrLR`.
+    pub name: String,
+    /// Jobs (learning rates 1e-4, 2e-4, ...).
+    pub jobs: usize,
+    /// Steps of each job.
+    pub steps: u64,
+    /// `--base-step-ms` of the simulated job.
+    pub base_step_ms: u32,
+    /// `techniques`, as a TOML array.
+    pub techniques: String,
+    /// `gpus = [min, max]`.
+    pub gpus: (u32, u32),
+    /// `profile_group`.
+    pub profile_group: String,
+    /// `--checkpoint-every` (the simulated job's default when `None`).
+    pub checkpoint_every: Option<u64>,
+    /// A `profile = ...` line (known step times: no trial runs), or nothing.
+    pub profile: Option<String>,
+    /// More arguments of the simulated job, as TOML array items starting with a comma.
+    pub extra: String,
+}
+
+impl SynthSweep {
+    /// 40 ms steps on one GPU, ddp and fsdp on 1–4 GPUs, profiled by trial runs.
+    pub fn new(name: &str, jobs: usize, steps: u64) -> Self {
+        SynthSweep {
+            name: name.to_string(),
+            jobs,
+            steps,
+            base_step_ms: 40,
+            techniques: r#"["ddp", "fsdp"]"#.to_string(),
+            gpus: (1, 4),
+            profile_group: name.to_string(),
+            checkpoint_every: None,
+            profile: None,
+            extra: String::new(),
+        }
+    }
+
+    /// The job file, running the simulated job from `saturn`.
+    pub fn toml(&self, saturn: &std::path::Path) -> String {
+        let lrs: Vec<String> = (0..self.jobs).map(|i| format!("\"{}e-4\"", i + 1)).collect();
+        let checkpoint =
+            self.checkpoint_every.map(|n| format!(r#", "--checkpoint-every", "{n}""#)).unwrap_or_default();
+        format!(
+            r#"
 [[sweep]]
 name = "{name}-lr{{lr}}"
-command = ["{saturn}", "synth-job", "--model-gb", "1", "--base-step-ms", "40", "--compute-fraction", "0.8", "--lr", "{{lr}}"{extra}]
+command = ["{saturn}", "synth-job", "--model-gb", "1", "--base-step-ms", "{base}", "--compute-fraction", "0.8"{checkpoint}, "--lr", "{{lr}}"{extra}]
 grid = {{ lr = [{lrs}] }}
 steps = {steps}
-techniques = ["ddp", "fsdp"]
-gpus = [1, 4]
-profile_group = "{name}"
+techniques = {techniques}
+gpus = [{min}, {max}]
+profile_group = "{group}"
 max_restarts = 2
+{profile}
 "#,
-        saturn = saturn.display(),
-        lrs = lrs.join(", "),
-    )
+            name = self.name,
+            saturn = saturn.display(),
+            base = self.base_step_ms,
+            extra = self.extra,
+            lrs = lrs.join(", "),
+            steps = self.steps,
+            techniques = self.techniques,
+            min = self.gpus.0,
+            max = self.gpus.1,
+            group = self.profile_group,
+            profile = self.profile.as_deref().unwrap_or(""),
+        )
+    }
 }
 
 impl Harness {

@@ -14,7 +14,7 @@ use saturn_agent::cli::client::{encode_query, ApiClient};
 use saturn_agent::views::{JobView, JobsView};
 use saturn_tests::records::Record;
 use saturn_tests::records::{read, segments};
-use saturn_tests::{eventually, exclusive_segments, synth_sweep, Harness, Setup};
+use saturn_tests::{eventually, exclusive_segments, synth_sweep, Harness, Setup, SynthSweep};
 
 /// The simulated job checkpoints every this many steps (about once a second).
 const CHECKPOINT_EVERY: u64 = 50;
@@ -23,23 +23,16 @@ const STEPS: u64 = 800;
 /// Eight jobs of one or two GPUs on twelve: every agent gets some. Step times are given,
 /// so training starts without trial runs.
 fn sweep(harness: &Harness) -> String {
-    let lrs: Vec<String> = (1..=8).map(|i| format!("\"{i}e-4\"")).collect();
-    format!(
-        r#"
-[[sweep]]
-name = "recover-lr{{lr}}"
-command = ["{saturn}", "synth-job", "--model-gb", "1", "--base-step-ms", "20", "--compute-fraction", "0.8", "--checkpoint-every", "{CHECKPOINT_EVERY}", "--lr", "{{lr}}"]
-grid = {{ lr = [{lrs}] }}
-steps = {STEPS}
-techniques = ["ddp"]
-gpus = [1, 2]
-profile_group = "recover"
-max_restarts = 2
-profile = {{ ddp = {{ 1 = 0.020, 2 = 0.0125 }} }}
-"#,
-        saturn = harness.saturn.display(),
-        lrs = lrs.join(", "),
-    )
+    SynthSweep {
+        base_step_ms: 20,
+        techniques: r#"["ddp"]"#.into(),
+        gpus: (1, 2),
+        profile_group: "recover".into(),
+        checkpoint_every: Some(CHECKPOINT_EVERY),
+        profile: Some("profile = { ddp = { 1 = 0.020, 2 = 0.0125 } }".into()),
+        ..SynthSweep::new("recover", 8, STEPS)
+    }
+    .toml(&harness.saturn)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
