@@ -4,6 +4,7 @@
 //! everything it started (torchrun workers, data loaders, a shell's children).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -155,20 +156,13 @@ impl AttemptProcess {
             .map_err(|source| StartError::CheckpointDir { path: spec.checkpoint_dir.clone(), source })?;
         let log = RotatingLog::open(wiring.log_path, settings.log_limits)
             .map_err(|source| StartError::Log { path: wiring.log_path.to_owned(), source })?;
-        let mut command = match &settings.watchdog {
-            Some(watchdog) => {
-                let (watchdog, args) = watchdog.wrap(program, args);
-                let mut command = Command::new(watchdog);
-                command.args(args);
-                command
-            }
-            None => {
-                let mut command = Command::new(program);
-                command.args(args);
-                command
-            }
+        let (executable, argv): (OsString, Vec<OsString>) = match &settings.watchdog {
+            Some(watchdog) => watchdog.wrap(program, args),
+            None => (program.into(), args.iter().map(OsString::from).collect()),
         };
+        let mut command = Command::new(executable);
         command
+            .args(argv)
             .current_dir(&spec.workdir)
             .env_clear()
             .envs(std::env::vars_os().filter(|(name, _)| !name.to_str().is_some_and(is_managed)))

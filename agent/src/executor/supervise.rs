@@ -62,6 +62,31 @@ struct StopState {
     kill_requested: bool,
 }
 
+/// A stop in progress: whether the group got its SIGTERM, and when SIGKILL follows.
+#[derive(Debug, Default)]
+struct Escalation {
+    sigterm_sent: bool,
+    kill_at: Option<Instant>,
+    grace: Duration,
+}
+
+impl Escalation {
+    /// SIGTERM to the group — once only, whoever asks: a second one can abort a
+    /// checkpoint in progress (many launchers treat it as "force") — and SIGKILL `grace`
+    /// from now unless an earlier deadline stands.
+    fn terminate(&mut self, pid: u32, grace: Duration) {
+        if !self.sigterm_sent {
+            signal_group(pid, Signal::SIGTERM);
+            self.sigterm_sent = true;
+        }
+        let at = Instant::now() + grace;
+        if self.kill_at.is_none_or(|current| at < current) {
+            self.kill_at = Some(at);
+            self.grace = grace;
+        }
+    }
+}
+
 /// Runs until the process has exited and its output is drained; sends `Exited` last.
 pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control: mpsc::UnboundedReceiver<Control>) {
     let (line_tx, mut lines) = mpsc::channel::<Line>(256);
@@ -81,8 +106,7 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
     let mut samples = Vec::new();
     let mut stderr_tail = VecDeque::new();
     let mut stop = StopState::default();
-    let mut kill_at: Option<Instant> = None;
-    let mut grace_given = Duration::ZERO;
+    let mut escalation = Escalation::default();
     let mut status: Option<std::io::Result<ExitStatus>> = None;
     let mut drain_until: Option<Instant> = None;
     let mut lines_open = true;
@@ -97,9 +121,7 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
                     let stoppable = status.is_none() && !stop.settled && !stop.terminate_requested && !stop.kill_requested;
                     if sup.trial && stoppable && samples.len() > measured && sup.settled(&samples) {
                         stop.settled = true;
-                        signal_group(sup.pid, Signal::SIGTERM);
-                        kill_at = Some(Instant::now() + sup.settings.trial_stop_grace);
-                        grace_given = sup.settings.trial_stop_grace;
+                        escalation.terminate(sup.pid, sup.settings.trial_stop_grace);
                     }
                 }
                 None => lines_open = false,
@@ -113,17 +135,8 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
             }
             request = control.recv(), if control_open && status.is_none() => match request {
                 Some(Control::Terminate(grace)) => {
-                    // One SIGTERM only: a second one can abort a checkpoint in progress
-                    // (many launchers treat it as "force").
-                    if !stop.terminate_requested && !stop.settled {
-                        signal_group(sup.pid, Signal::SIGTERM);
-                    }
                     stop.terminate_requested = true;
-                    let at = Instant::now() + grace;
-                    if kill_at.is_none_or(|current| at < current) {
-                        kill_at = Some(at);
-                        grace_given = grace;
-                    }
+                    escalation.terminate(sup.pid, grace);
                 }
                 Some(Control::Kill) => {
                     stop.kill_requested = true;
@@ -140,19 +153,12 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
                 // A trial that hangs (or crawls) must not hold its GPUs and the
                 // submission's planning forever.
                 stop.timed_out = true;
-                let grace = sup.settings.trial_stop_grace;
-                if !stop.terminate_requested {
-                    signal_group(sup.pid, Signal::SIGTERM);
-                }
-                if kill_at.is_none_or(|current| Instant::now() + grace < current) {
-                    kill_at = Some(Instant::now() + grace);
-                    grace_given = grace;
-                }
+                escalation.terminate(sup.pid, sup.settings.trial_stop_grace);
             }
-            _ = sleep_until(kill_at), if status.is_none() => {
-                stop.killed_after_grace = Some(grace_given);
+            _ = sleep_until(escalation.kill_at), if status.is_none() => {
+                stop.killed_after_grace = Some(escalation.grace);
                 signal_group(sup.pid, Signal::SIGKILL);
-                kill_at = None;
+                escalation.kill_at = None;
             }
             _ = sleep_until(drain_until), if lines_open => lines_open = false,
         }
@@ -163,12 +169,11 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
     for event in throttle.flush(Instant::now()) {
         sup.send(event);
     }
-    if sup.trial {
-        if let Some(seconds_per_step) = robust_step_time(&samples) {
-            sup.send(ProcessEvent::StepTime { seconds_per_step, samples: samples.len() });
-        }
+    let step_time = if sup.trial { robust_step_time(&samples) } else { None };
+    if let Some(seconds_per_step) = step_time {
+        sup.send(ProcessEvent::StepTime { seconds_per_step, samples: samples.len() });
     }
-    let measured = sup.trial && robust_step_time(&samples).is_some();
+    let measured = step_time.is_some();
     let exited = match status {
         // The supervisor ended a trial that had measured what it was for (its step time
         // settled, or it ran out of time but did measure one: a slow configuration, not

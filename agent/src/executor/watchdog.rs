@@ -29,7 +29,6 @@ use std::io::{self, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, killpg, SigHandler, Signal};
@@ -55,7 +54,7 @@ pub struct WatchdogSettings {
 
 impl WatchdogSettings {
     /// The program and arguments that run `program args` under the watchdog.
-    pub fn wrap(&self, program: &str, args: &[String]) -> (PathBuf, Vec<OsString>) {
+    pub fn wrap(&self, program: &str, args: &[String]) -> (OsString, Vec<OsString>) {
         let mut wrapped: Vec<OsString> = vec![
             WATCHDOG_ARG.into(),
             "--lease".into(),
@@ -68,7 +67,7 @@ impl WatchdogSettings {
             program.into(),
         ];
         wrapped.extend(args.iter().map(OsString::from));
-        (self.program.clone(), wrapped)
+        (self.program.clone().into(), wrapped)
     }
 }
 
@@ -158,11 +157,9 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
     })
 }
 
-static TERM_RECEIVED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_term(_: i32) {
-    TERM_RECEIVED.store(true, Ordering::SeqCst);
-}
+/// Catches SIGTERM so it does not end the watchdog. (Not `SIG_IGN`: an ignored signal
+/// stays ignored in the job after exec, a caught one is reset to its default.)
+extern "C" fn on_term(_: i32) {}
 
 /// Runs the watchdog with the arguments after [`WATCHDOG_ARG`]; never returns.
 pub fn main(args: &[OsString]) -> ! {
@@ -174,7 +171,7 @@ pub fn main(args: &[OsString]) -> ! {
         }
     };
     let parent = getppid();
-    // SAFETY: the handler only stores to an atomic.
+    // SAFETY: the handler does nothing.
     unsafe {
         let _ = signal::signal(Signal::SIGTERM, SigHandler::Handler(on_term));
     }
@@ -200,9 +197,8 @@ pub fn main(args: &[OsString]) -> ! {
             Ok(None) => {}
             Err(_) => exit_like(child.wait().unwrap_or_else(|_| ExitStatus::from_raw(1 << 8))),
         }
-        // A SIGTERM only matters when the agent is gone (its death signal); the parent
-        // check below sees that case on its own.
-        TERM_RECEIVED.store(false, Ordering::SeqCst);
+        // A SIGTERM only matters when the agent is gone (its death signal), which the
+        // parent check sees on its own.
         let agent_gone = match args.agent_pid {
             None => getppid() != parent,
             Some(pid) => signal::kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH),
@@ -300,7 +296,7 @@ mod tests {
             kill_grace: Duration::from_secs(30),
         };
         let (program, args) = settings.wrap("python3", &["train.py".into(), "--lr".into(), "1e-3".into()]);
-        assert_eq!(program, PathBuf::from("/usr/bin/saturn-agent"));
+        assert_eq!(program, "/usr/bin/saturn-agent");
         assert_eq!(args[0], WATCHDOG_ARG);
         let parsed = parse(&args[1..]).unwrap();
         assert_eq!(parsed.lease, PathBuf::from("/data/lease"));
