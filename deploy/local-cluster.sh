@@ -77,7 +77,10 @@ start_agent() {
   mkdir -p "$dir"
   local args=(--name "$name" --data-dir "$dir/data"
     --listen "/ip4/127.0.0.1/tcp/$((mesh_base + i))" --api "127.0.0.1:$((api_base + i))"
-    --bootstrap-expect "$expect" --gpus "sim:$sim" --no-mdns)
+    --gpus "sim:$sim" --no-mdns)
+  # The first $expect agents form the cluster; the others only join it (an agent given
+  # --join alone never forms a cluster of its own).
+  if ((i < expect)); then args+=(--bootstrap-expect "$expect"); fi
   if ((i > 0)); then args+=(--join "/ip4/127.0.0.1/tcp/$mesh_base"); fi
   # setsid: the agents outlive this script and a Ctrl-C in its terminal.
   setsid "$agent" "${args[@]}" >>"$dir/agent.log" 2>&1 </dev/null &

@@ -5,7 +5,7 @@
   const esc = S.esc;
   const $ = (id) => document.getElementById(id);
   const ACTIVE = new Set(["queued", "profiling", "scheduled", "running"]);
-  S.STATES = ["queued", "profiling", "scheduled", "running", "completed", "failed", "cancelled"];
+  S.STATES = ["queued", "profiling", "scheduled", "running", "completed", "failed", "cancelled", "stopped"];
   S.ACTIVE = ACTIVE;
   const views = {};
   S.views = views;

@@ -66,7 +66,8 @@ pub struct ClusterOptions {
     pub names: Vec<String>,
     /// `--gpus` of every agent.
     pub gpus: String,
-    /// `--bootstrap-expect` (agents beyond it join later as learners).
+    /// `--bootstrap-expect` of the first this-many agents; the others get only `--join`
+    /// and are added as learners.
     pub bootstrap_expect: usize,
     /// Extra flags for every agent.
     pub extra_args: Vec<String>,
@@ -104,8 +105,19 @@ pub fn sibling_bin_dir() -> Result<PathBuf> {
 }
 
 impl LocalCluster {
-    /// Starts every agent (the first ones with `--bootstrap-expect`, all joining the first).
+    /// Starts every agent (the first `bootstrap_expect` with `--bootstrap-expect`, all
+    /// joining the first).
     pub fn start(options: &ClusterOptions) -> Result<Self> {
+        let mut cluster = Self::prepare(options)?;
+        for i in 0..cluster.agents.len() {
+            cluster.spawn(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Like [`start`](Self::start), but starts no agent: the caller starts each with
+    /// [`spawn`](Self::spawn), in the order it wants.
+    pub fn prepare(options: &ClusterOptions) -> Result<Self> {
         let bin = options.bin_dir.join("saturn-agent");
         if !bin.exists() {
             bail!("{} not found: build it first (cargo build --release)", bin.display());
@@ -140,10 +152,13 @@ impl LocalCluster {
                 format!("127.0.0.1:{api_port}"),
                 "--gpus".into(),
                 options.gpus.clone(),
-                "--bootstrap-expect".into(),
-                options.bootstrap_expect.to_string(),
                 "--no-mdns".into(),
             ];
+            // The first agents form the cluster; the others only join it (an agent given
+            // --join alone never forms one).
+            if cluster.agents.len() < options.bootstrap_expect {
+                args.extend(["--bootstrap-expect".to_string(), options.bootstrap_expect.to_string()]);
+            }
             if let Some(join) = &first_mesh {
                 args.push("--join".into());
                 args.push(join.clone());
@@ -166,13 +181,11 @@ impl LocalCluster {
             let second = cluster.agents[1].mesh_addr();
             cluster.agents[0].args.extend(["--join".to_string(), second]);
         }
-        for i in 0..cluster.agents.len() {
-            cluster.spawn(i)?;
-        }
         Ok(cluster)
     }
 
-    fn spawn(&mut self, i: usize) -> Result<()> {
+    /// Starts agent `i` (again, after it exited or was killed).
+    pub fn spawn(&mut self, i: usize) -> Result<()> {
         let agent = &mut self.agents[i];
         let log = File::options()
             .create(true)
@@ -187,6 +200,12 @@ impl LocalCluster {
         let child = command.spawn().with_context(|| format!("cannot start {}", self.bin.display()))?;
         agent.child = Some(child);
         Ok(())
+    }
+
+    /// Agent `i`'s exit status once it has exited on its own (`None` while it runs or
+    /// when it was never started).
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.agents[i].child.as_mut().and_then(|child| child.try_wait().ok().flatten())
     }
 
     /// Sends `signal` to agent `i` (SIGKILL: a crash; SIGSTOP/SIGCONT: a pause).

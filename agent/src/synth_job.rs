@@ -12,11 +12,13 @@
 pub mod checkpoint;
 pub mod contract;
 pub mod cost;
+pub mod loss;
 pub mod record;
 mod simulate;
 
 pub use contract::JobEnv;
 pub use cost::{synthetic_step_time, Infeasible, SynthModel};
+pub use loss::LossCurve;
 
 /// `saturn synth-job`: arguments of the simulated training job.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,6 +50,10 @@ pub struct SynthJobArgs {
     /// Batch size; only shapes the simulated loss curve.
     #[arg(long, default_value_t = 32)]
     pub batch_size: u32,
+    /// Picks the member of the loss-curve family [default: derived from --model-gb,
+    /// --lr and --batch-size, so every attempt follows the same curve].
+    #[arg(long)]
+    pub loss_seed: Option<u64>,
     /// Relative step-time jitter, uniform in ±this (0.03 = ±3%).
     #[arg(long, default_value_t = 0.03)]
     pub jitter: f64,
@@ -66,6 +72,11 @@ impl SynthJobArgs {
     /// The cost model's parameters.
     pub fn model(&self) -> SynthModel {
         SynthModel { model_gb: self.model_gb, base_step_ms: self.base_step_ms, compute_fraction: self.compute_fraction }
+    }
+
+    /// The loss curve this job reports (`SATURN metric loss=`), see [`loss`].
+    pub fn loss_curve(&self) -> LossCurve {
+        LossCurve::new(self.model_gb, self.lr, self.batch_size, self.loss_seed)
     }
 
     fn validate(&self) -> Result<(), String> {

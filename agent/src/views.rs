@@ -73,7 +73,7 @@ pub struct JobView {
     pub id: String,
     /// Name from the job file.
     pub name: String,
-    /// queued, profiling, scheduled, running, completed, failed or cancelled.
+    /// queued, profiling, scheduled, running, completed, failed, cancelled or stopped.
     pub state: String,
     /// Total steps.
     pub steps: u64,
@@ -114,6 +114,9 @@ pub struct JobView {
 pub struct JobsView {
     /// All jobs, in id order.
     pub jobs: Vec<JobView>,
+    /// Leaderboards of the sweeps with `early_stop`, in sweep order.
+    #[serde(default)]
+    pub sweeps: Vec<SweepView>,
 }
 
 /// One submitted job in [`SubmitView`].
@@ -201,4 +204,42 @@ pub struct ProfileView {
 pub struct ProfilesView {
     /// The results, ordered by group, technique, GPU count.
     pub profiles: Vec<ProfileView>,
+}
+
+/// One sweep with an early-stopping rule, in `GET /v1/jobs` (`sweeps`) and
+/// `saturn job status`: its leaderboard.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepView {
+    /// The sweep (its name template and the first job id of its submission).
+    pub sweep: String,
+    /// Metric compared, e.g. `loss`.
+    pub metric: String,
+    /// `min` or `max`: which values are better.
+    pub mode: String,
+    /// `asha` or `median`.
+    pub rule: String,
+    /// The jobs, best latest metric value first (jobs without a value last).
+    pub leaderboard: Vec<LeaderboardEntry>,
+}
+
+/// One job of a [`SweepView`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaderboardEntry {
+    /// Job id.
+    pub id: String,
+    /// Job name.
+    pub name: String,
+    /// Job state (`stopped` for one the rule ended).
+    pub state: String,
+    /// Latest value of the sweep's metric.
+    pub value: Option<f64>,
+    /// Highest rung step the job reached (its metric recorded there).
+    pub rung: Option<u64>,
+    /// Steps done.
+    pub steps_done: u64,
+    /// Why the rule stopped it.
+    pub stop_reason: Option<String>,
+    /// The metric recorded at each rung the job reached: `[step, value]`.
+    #[serde(default)]
+    pub rungs: Vec<(u64, f64)>,
 }

@@ -42,7 +42,7 @@ fn with_nothing_given_the_spec_defaults_apply() {
         ["/ip4/0.0.0.0/tcp/7946"]
     );
     assert!(config.join.is_empty() && config.advertise.is_empty());
-    assert_eq!(config.bootstrap_expect, 1);
+    assert_eq!(config.bootstrap_expect, Some(1));
     assert_eq!(config.api.to_string(), "127.0.0.1:7070");
     assert_eq!(config.gpus, GpuSpec::Auto);
     assert!(config.mdns && !config.dev && !config.data_dir_is_temporary);
@@ -82,7 +82,7 @@ heartbeat_ms = 250
         1,
         "a repeatable flag replaces the file's list"
     );
-    assert_eq!(config.bootstrap_expect, 5);
+    assert_eq!(config.bootstrap_expect, Some(5));
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/saturn"));
     assert_eq!(config.join.len(), 1);
     assert_eq!(config.gpus.to_string(), "sim:2xA100-80GB");
@@ -95,12 +95,24 @@ heartbeat_ms = 250
 }
 
 #[test]
+fn an_agent_given_join_never_forms_a_cluster_unless_told_to() {
+    let joiner = config(&["--join", "/ip4/10.0.0.2/tcp/7946"], None).expect("valid");
+    assert_eq!(joiner.bootstrap_expect, None, "--join alone must never form a cluster");
+    let explicit = config(&["--join", "/ip4/10.0.0.2/tcp/7946", "--bootstrap-expect", "3"], None).expect("valid");
+    assert_eq!(explicit.bootstrap_expect, Some(3), "an explicit --bootstrap-expect still forms with its peers");
+    let from_file = config(&[], Some("name = \"a\"\njoin = [\"/ip4/10.0.0.2/tcp/7946\"]\n")).expect("valid");
+    assert_eq!(from_file.bootstrap_expect, None, "join in the file counts as --join");
+    let dev = config(&["--dev", "--join", "/ip4/127.0.0.1/tcp/7946"], None).expect("valid");
+    assert_eq!(dev.bootstrap_expect, Some(1), "--dev forms its own one-agent cluster");
+}
+
+#[test]
 fn dev_is_one_agent_with_simulated_gpus_in_a_temporary_directory() {
     let config = config(&["--dev"], None).expect("valid");
     assert!(config.dev && config.data_dir_is_temporary);
     assert_eq!(config.data_dir, PathBuf::from("/tmp/saturn-dev-test"));
     assert_eq!(config.gpus.to_string(), "sim:4xSIM-24GB");
-    assert_eq!(config.bootstrap_expect, 1);
+    assert_eq!(config.bootstrap_expect, Some(1));
     assert!(
         !config.mdns,
         "a dev agent must not merge with others on the LAN"

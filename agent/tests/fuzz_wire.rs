@@ -70,6 +70,9 @@ fn heartbeat() -> Gossip {
         at_ms: 1_700_000_000_000,
         gpus: vec![GpuLoad { index: 0, model: "A100-80GB".into(), memory_mib: 81920, utilization_pct: 50, busy: true }],
         member: true,
+        forms: false,
+        cluster: Some("0123456789abcdef0123456789abcdef".into()),
+        healthy: true,
     })
 }
 

@@ -28,6 +28,7 @@ techniques = ["ddp", "fsdp"]
 gpus = [1, 8]
 profile_group = "vit-bs{bs}"
 profile = { ddp = { 1 = 0.9, 4 = 0.3 } }   # same as [job.profile], inline
+early_stop = { metric = "loss", mode = "min", rule = "asha", min_steps = 500, reduction = 3 }
 "#;
 
 fn rejected(text: &str) -> JobFileErrors {
@@ -87,6 +88,9 @@ fn the_spec_example_becomes_one_job_and_a_six_point_sweep() {
         "workdir defaults to where the file was submitted from"
     );
     assert_eq!(vit.profile["ddp"][&4], 0.3);
+    let rule = vit.early_stop.as_ref().expect("the sweep's jobs carry its early_stop");
+    assert_eq!((rule.sweep.as_str(), rule.metric.as_str(), rule.min_steps, rule.reduction), ("vit-bs{bs}-lr{lr}", "loss", 500, 3));
+    assert!(gpt2.early_stop.is_none());
 }
 
 #[test]
@@ -353,7 +357,8 @@ fn json_gives_the_same_jobs_as_toml() {
       "sweep": [{"name": "vit-bs{bs}-lr{lr}", "command": ["python3", "train_vit.py", "--bs", "{bs}", "--lr", "{lr}"],
                  "grid": {"bs": [64, 128], "lr": ["1e-5", "1e-4", "3e-3"]}, "steps": 10000,
                  "techniques": ["ddp", "fsdp"], "gpus": [1, 8], "profile_group": "vit-bs{bs}",
-                 "profile": {"ddp": {"1": 0.9, "4": 0.3}}}]
+                 "profile": {"ddp": {"1": 0.9, "4": 0.3}},
+                 "early_stop": {"metric": "loss", "mode": "min", "rule": "asha", "min_steps": 500, "reduction": 3}}]
     }"#;
     let from_json = parse_job_json(json, "/home/me").expect("valid JSON job file");
     let from_toml =

@@ -31,6 +31,9 @@ fn heartbeat(agent: &Agent, seq: u64) -> Gossip {
             busy: false,
         }],
         member: false,
+        forms: true,
+        cluster: None,
+        healthy: true,
     })
 }
 

@@ -73,6 +73,7 @@ fn sweep(models: &[&str]) -> Vec<JobSpec> {
                     profile_group: format!("{model}-bs{bs}"),
                     max_restarts: 2,
                     profile: BTreeMap::new(),
+                    early_stop: None,
                 });
             }
         }
@@ -89,6 +90,8 @@ struct Process {
     first_step_ms: u64,
     step_time: Option<f64>,
     always_fails: bool,
+    /// The loss this job's curve falls towards (`LOSS_FLOOR` in its env; 0 without).
+    loss_floor: f64,
     reported_started: bool,
     last_report_ms: u64,
     last_checkpoint: u64,
@@ -123,6 +126,10 @@ struct Sim {
     partitioned: BTreeMap<String, u64>,
     runs: Vec<TrainRun>,
     agent_downs: Vec<(String, u64)>,
+    /// Plans committed: when, and the jobs they plan.
+    commits: Vec<(u64, BTreeSet<JobId>)>,
+    /// Early stops applied: the job and when.
+    stops: Vec<(JobId, u64)>,
 }
 
 impl Sim {
@@ -140,6 +147,8 @@ impl Sim {
             partitioned: BTreeMap::new(),
             runs: Vec::new(),
             agent_downs: Vec::new(),
+            commits: Vec::new(),
+            stops: Vec::new(),
         }
     }
 
@@ -213,6 +222,10 @@ impl Sim {
             (Command::AgentDown { name, at_ms }, CommandResult::Applied) => {
                 self.agent_downs.push((name.clone(), *at_ms))
             }
+            (Command::CommitPlan { plan, at_ms }, CommandResult::PlanCommitted { .. }) => {
+                self.commits.push((*at_ms, plan.assignments.iter().map(|a| a.job.clone()).collect()))
+            }
+            (Command::StopJob { job, at_ms, .. }, CommandResult::Applied) => self.stops.push((job.clone(), *at_ms)),
             _ => {}
         }
         self.check_invariants();
@@ -309,6 +322,7 @@ fn start_process(group: &str, spec: &JobSpec, live: &saturn_consensus::LiveAttem
         first_step_ms: now_ms + (STARTUP_S * 1000.0) as u64,
         step_time: step_time(group, &live.technique, per_host, hosts),
         always_fails: spec.env.contains_key("ALWAYS_FAIL"),
+        loss_floor: spec.env.get("LOSS_FLOOR").and_then(|f| f.parse().ok()).unwrap_or(0.0),
         reported_started: false,
         last_report_ms: now_ms,
         last_checkpoint: live.start_step,
@@ -351,7 +365,8 @@ fn advance(
     }
     if step >= total_steps || now_ms >= process.last_report_ms + 10_000 {
         process.last_report_ms = now_ms;
-        report(AttemptEvent::Progress { step, metrics: vec![("loss".to_string(), 1.0 / (1.0 + step as f64))] });
+        let loss = process.loss_floor + 1.0 / (1.0 + step as f64);
+        report(AttemptEvent::Progress { step, metrics: vec![("loss".to_string(), loss)] });
     }
     (step >= total_steps).then_some((0, None))
 }
@@ -485,4 +500,59 @@ fn a_job_that_always_fails_ends_failed_after_its_restarts() {
     assert!(failing.error.as_deref().is_some_and(|e| e.contains("status 1")), "{:?}", failing.error);
     let others = sim.state.jobs.values().filter(|j| j.id != failing.id);
     assert!(others.clone().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
+}
+
+/// The sweep with ASHA on a loss whose floor grows with the learning rate's index, so
+/// the grid has clear winners (lr 1e-4) and losers.
+fn early_stopping_sweep() -> Vec<JobSpec> {
+    let mut specs = sweep(&["resnet", "bert"]);
+    for (i, spec) in specs.iter_mut().enumerate() {
+        spec.env.insert("LOSS_FLOOR".into(), format!("{}", (i % 3) as f64 + 0.1 * (i / 3) as f64));
+        spec.early_stop = Some(saturn_consensus::EarlyStop {
+            sweep: "grid".into(),
+            metric: "loss".into(),
+            mode: saturn_consensus::MetricMode::Min,
+            rule: saturn_consensus::StopRule::Asha,
+            min_steps: 300,
+            reduction: 3,
+        });
+    }
+    specs
+}
+
+#[test]
+fn a_stopped_jobs_gpus_are_re_planned_for_the_survivors_at_once() {
+    let mut sim = Sim::new(early_stopping_sweep());
+    let makespan = sim.run(10_000, |_| {});
+    let stopped: Vec<&JobId> =
+        sim.state.jobs.values().filter(|j| j.state == JobState::Stopped).map(|j| &j.id).collect();
+    assert!(stopped.len() >= 6, "ASHA with reduction 3 stops most of 12 jobs: {:#?}", sim.unfinished());
+    let lr_of = |id: &JobId| sim.state.jobs[id].spec.name.rsplit("lr").next().unwrap_or_default().to_string();
+    for job in sim.state.jobs.values().filter(|j| j.state == JobState::Completed) {
+        assert_eq!(lr_of(&job.id), "1e-4", "only the best learning rate survives: {} completed", job.spec.name);
+    }
+    assert!(sim.state.jobs.values().all(|j| matches!(j.state, JobState::Completed | JobState::Stopped)));
+    for (job, at_ms) in &sim.stops {
+        // The round that stops a job re-plans the rest at once, without it.
+        let replanned = sim.commits.iter().any(|(t, jobs)| t == at_ms && !jobs.contains(job));
+        assert!(replanned, "no plan without {job} committed when it was stopped at {at_ms} ms");
+        let record = &sim.state.jobs[job];
+        assert!(record.live.is_none() && record.finished_at_ms.is_some_and(|t| t >= *at_ms));
+    }
+    // The freed GPUs are given to other jobs: some training starts on a stopped job's
+    // GPU after it ended.
+    let reused = sim.stops.iter().any(|(job, _)| {
+        let record = &sim.state.jobs[job];
+        let ended = record.finished_at_ms.unwrap_or(u64::MAX);
+        let gpus: BTreeSet<(String, u32)> =
+            record.placement.iter().flat_map(|hg| hg.gpus.iter().map(move |g| (hg.host.clone(), *g))).collect();
+        sim.runs.iter().any(|r| {
+            r.job != *job
+                && r.at_ms >= ended
+                && r.placement.iter().any(|hg| hg.gpus.iter().any(|g| gpus.contains(&(hg.host.clone(), *g))))
+        })
+    });
+    assert!(reused, "no stopped job's GPUs were used again");
+
+    println!("early stopping: {} stopped, makespan {makespan:.0} s with re-planning", stopped.len());
 }

@@ -93,6 +93,7 @@ async fn running_job(leader: &ConsensusNode) -> BenchResult<JobId> {
         profile_group: "bench".into(),
         max_restarts: 0,
         profile: Default::default(),
+        early_stop: None,
     };
     leader.propose(Command::SubmitJobs { specs: vec![spec], at_ms: 0 }).await?;
     let job = JobId::from_seq(1);

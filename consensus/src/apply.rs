@@ -16,6 +16,7 @@ use crate::command::{
     Attempt, AttemptEvent, Command, CommandResult, DispatchKind, JobPhase, ProfileResult, Rejection, StoredPlan,
     STEP_TIME_METRIC,
 };
+use crate::early_stop::record_rungs;
 use crate::job::{JobId, JobSpec, Placement};
 use crate::node::{AgentNode, GpuInfo};
 use crate::state::{AgentRecord, AttemptStatus, ClusterState, GpuHolder, JobRecord, JobState, LiveAttempt};
@@ -42,6 +43,7 @@ impl ClusterState {
             Command::AgentUp { node, gpus, at_ms } => Ok(self.agent_up(node, gpus, *at_ms)),
             Command::AgentDown { name, at_ms } => self.agent_down(name, *at_ms),
             Command::FailJob { job, reason, at_ms } => self.fail(job, reason, *at_ms),
+            Command::StopJob { job, reason, at_ms } => self.stop_early(job, reason, *at_ms),
         };
         outcome.unwrap_or_else(|rejection| {
             self.counters.rejected += 1;
@@ -51,11 +53,17 @@ impl ClusterState {
 
     fn submit(&mut self, specs: &[JobSpec], at_ms: u64) -> CommandResult {
         let mut ids = Vec::with_capacity(specs.len());
+        let first = JobId::from_seq(self.last_job_seq + 1);
         for spec in specs {
             self.last_job_seq += 1;
             let id = JobId::from_seq(self.last_job_seq);
-            let state = if user_profiles_cover(spec) { JobState::Scheduled } else { JobState::Queued };
-            self.jobs.insert(id.clone(), Arc::new(JobRecord::new(id.clone(), spec.clone(), state, at_ms)));
+            let mut spec = spec.clone();
+            if let Some(rule) = spec.early_stop.as_mut() {
+                // Sweeps of different submissions are never compared with each other.
+                rule.sweep = format!("{}@{first}", rule.sweep);
+            }
+            let state = if user_profiles_cover(&spec) { JobState::Scheduled } else { JobState::Queued };
+            self.jobs.insert(id.clone(), Arc::new(JobRecord::new(id.clone(), spec, state, at_ms)));
             ids.push(id);
         }
         CommandResult::Submitted { jobs: ids }
@@ -81,6 +89,23 @@ impl ClusterState {
         record.state = JobState::Failed;
         record.error = Some(reason.to_string());
         record.finished_at_ms = Some(at_ms);
+        Ok(CommandResult::Applied)
+    }
+
+    /// Like a cancel, but by the sweep's rule: the job ends `stopped` (once its live
+    /// attempt, if any, has exited after its SIGTERM and checkpoint).
+    fn stop_early(&mut self, id: &JobId, reason: &str, at_ms: u64) -> Outcome {
+        let record = self.active_job_mut(id)?;
+        if record.spec.early_stop.is_none() {
+            return Err(wrong_state(id, "it belongs to no sweep with early_stop".to_string()));
+        }
+        record.state = JobState::Stopped;
+        record.stop_reason = Some(reason.to_string());
+        match record.live.as_mut() {
+            Some(live) => live.status = AttemptStatus::Stopping,
+            None => record.finished_at_ms = Some(at_ms),
+        }
+        self.counters.early_stops += 1;
         Ok(CommandResult::Applied)
     }
 
@@ -203,6 +228,7 @@ impl ClusterState {
                 if training {
                     record.steps_done = *step;
                     merge_metrics(&mut record.metrics, metrics);
+                    record.record_rungs(*step);
                 }
             }
             AttemptEvent::Checkpoint { step } => {
@@ -232,8 +258,8 @@ impl ClusterState {
             return;
         }
         let finished = code == Some(0) && (record.steps_done >= record.spec.steps || !live.reported_progress);
-        if record.state == JobState::Cancelled || live.status == AttemptStatus::Stopping {
-            // Stopped on purpose (preempted or cancelled): not a failure.
+        if record.state.is_terminal() || live.status == AttemptStatus::Stopping {
+            // Stopped on purpose (preempted, cancelled or stopped early): not a failure.
             finish_or_return(record, &live, at_ms);
         } else if finished {
             record.state = JobState::Completed;
@@ -345,14 +371,24 @@ impl JobRecord {
             error: None,
             restarts: 0,
             metrics: Vec::new(),
+            rungs: Vec::new(),
+            stop_reason: None,
         }
+    }
+
+    /// Records the early-stopping metric at every rung step `step` reached first now
+    /// (see [`early_stop`](crate::early_stop)); the value is the latest one reported.
+    fn record_rungs(&mut self, step: u64) {
+        let Some(rule) = &self.spec.early_stop else { return };
+        let Some(value) = self.metrics.iter().find(|(name, _)| *name == rule.metric).map(|(_, v)| *v) else { return };
+        record_rungs(rule, &mut self.rungs, step.min(self.spec.steps), value);
     }
 }
 
-/// After an attempt ended without finishing the job: a cancelled job is now finished,
-/// any other goes back to waiting and resumes from its last checkpoint.
+/// After an attempt ended without finishing the job: a cancelled (or early-stopped) job
+/// is now finished, any other goes back to waiting and resumes from its last checkpoint.
 fn finish_or_return(record: &mut JobRecord, live: &LiveAttempt, at_ms: u64) {
-    if record.state == JobState::Cancelled {
+    if matches!(record.state, JobState::Cancelled | JobState::Stopped) {
         record.finished_at_ms = Some(at_ms);
         return;
     }

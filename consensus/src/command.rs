@@ -119,6 +119,18 @@ pub enum Command {
         /// When the leader decided.
         at_ms: u64,
     },
+    /// The job's sweep stops it early (its early-stopping rule judged it a loser). The
+    /// job is `stopped` at once; a live attempt enters `stopping` (SIGTERM, checkpoint,
+    /// exit) and keeps its GPUs until it exits. Rejected for a job without `early_stop`
+    /// or one that has ended. (Appended last.)
+    StopJob {
+        /// The job.
+        job: JobId,
+        /// Why, for people: the rule, the rung and the values compared.
+        reason: String,
+        /// When the leader decided.
+        at_ms: u64,
+    },
 }
 
 /// The waiting states a scheduler may move a job between with [`Command::SetJobPhase`].

@@ -14,6 +14,7 @@ use openraft::{ChangeMembers, ServerState};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::cluster_id::{ClusterGuard, ClusterId, ClusterIdError};
 use crate::command::{Command, CommandResult};
 use crate::config::NodeConfig;
 use crate::membership::MembershipAction;
@@ -21,7 +22,7 @@ use crate::metrics::NodeMetrics;
 use crate::node::{AgentNode, NodeId};
 use crate::proposal::{Proposal, ProposalId};
 use crate::raft_types::{Raft, RaftMetrics};
-use crate::rpc::{ForwardError, RaftRequest, RaftResponse};
+use crate::rpc::{Envelope, ForwardError, RaftRequest, RaftResponse};
 use crate::server::RaftServer;
 use crate::state::ClusterState;
 use crate::storage::{self, SharedState, StoreError};
@@ -39,6 +40,9 @@ pub enum StartError {
     /// openraft refused to start (its storage returned an error while loading).
     #[error("raft failed to start: {0}")]
     Raft(String),
+    /// The cluster id file is unreadable.
+    #[error(transparent)]
+    ClusterId(#[from] ClusterIdError),
 }
 
 /// A proposal was not committed.
@@ -71,6 +75,9 @@ pub enum MembershipError {
     /// The cluster was already initialised (harmless when re-running formation).
     #[error("cluster already initialised")]
     AlreadyInitialized,
+    /// The new cluster's id could not be stored.
+    #[error(transparent)]
+    ClusterId(#[from] ClusterIdError),
     /// openraft refused the change (e.g. another change is in progress).
     #[error("membership change refused: {0}")]
     Refused(String),
@@ -89,6 +96,7 @@ pub struct ConsensusNode {
     batcher: Batcher,
     shared: SharedState,
     transport: Arc<dyn Transport>,
+    guard: Arc<ClusterGuard>,
     /// Identifies this incarnation's proposals (see [`ProposalId`]).
     client: u64,
     next_seq: AtomicU64,
@@ -105,11 +113,14 @@ impl ConsensusNode {
         let (log_store, state_machine) = storage::open(data_dir)?;
         let shared = state_machine.shared();
         let id = config.node_id();
-        let network = Network::new(transport.clone());
+        let guard = Arc::new(ClusterGuard::open(data_dir)?);
+        let network = Network::new(transport.clone(), guard.clone());
         let raft = Raft::new(id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        tokio::spawn(mint_when_leading(raft.metrics(), guard.clone()));
         Ok(ConsensusNode {
+            guard,
             id,
             node: config.node,
             batcher: Batcher::start(raft.clone()),
@@ -134,7 +145,7 @@ impl ConsensusNode {
 
     /// The handler a transport calls with requests addressed to this member.
     pub fn server(&self) -> RaftServer {
-        RaftServer::new(self.raft.clone(), self.batcher.clone())
+        RaftServer::new(self.raft.clone(), self.batcher.clone(), self.guard.clone())
     }
 
     /// The underlying openraft handle (for `wait()` and other low-level use).
@@ -209,7 +220,8 @@ impl ConsensusNode {
         };
         let Some((leader, node)) = target else { return Err(Try::Again("no leader known".to_string())) };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let call = self.transport.call(leader, &node, RaftRequest::Propose(proposal.clone()));
+        let envelope = Envelope { cluster: self.guard.id(), request: RaftRequest::Propose(proposal.clone()) };
+        let call = self.transport.call(leader, &node, envelope);
         // A leader that hangs (host frozen, link silent) keeps its connection open and never
         // answers. Give up on it as soon as this node stops following it (an election
         // started, another leader won) and retry there: the proposal id makes that safe.
@@ -225,6 +237,7 @@ impl ConsensusNode {
                 Err(Try::Again(format!("{node} is no longer the leader")))
             }
             Ok(Ok(RaftResponse::Propose(Err(e)))) => Err(Try::Again(e.to_string())),
+            Ok(Ok(RaftResponse::Refused(refusal))) => Err(Try::Again(format!("{node}: {refusal}"))),
             Ok(Ok(_)) => Err(Try::Again(format!("{node} answered a proposal with another kind of response"))),
             Ok(Err(e)) => Err(Try::Again(format!("forwarding to {node}: {e}"))),
             Err(_elapsed) => Err(Try::Again(format!("forwarding to {node}: no answer"))),
@@ -235,9 +248,13 @@ impl ConsensusNode {
         self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
     }
 
-    /// Forms a new cluster with `voters` (this member among them). Call on exactly one
-    /// member (see [`membership::formation`](crate::membership)).
+    /// Forms a new cluster with `voters` (this member among them), under a new cluster
+    /// id stored first (the other voters adopt it from the first request they get). Call
+    /// on exactly one member (see [`membership::formation`](crate::membership)).
     pub async fn initialize(&self, voters: BTreeMap<NodeId, AgentNode>) -> Result<(), MembershipError> {
+        if self.guard.id().is_none() && !self.is_member() {
+            self.guard.adopt(&ClusterId::generate())?;
+        }
         match self.raft.initialize(voters).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Err(MembershipError::AlreadyInitialized),
@@ -278,6 +295,50 @@ impl ConsensusNode {
         Ok(())
     }
 
+    /// The id of the cluster this member belongs to (`None` until it forms or joins one).
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        self.guard.id()
+    }
+
+    /// Messages of another cluster refused or ignored since start (see
+    /// [`ClusterGuard::count_foreign`] for those seen outside Raft).
+    pub fn guard(&self) -> &Arc<ClusterGuard> {
+        &self.guard
+    }
+
+    /// Whether this node belongs to a cluster (has any Raft membership).
+    pub fn is_member(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let member = metrics.membership_config.membership().nodes().next().is_some();
+        member
+    }
+
+    /// Resolves when openraft's core has stopped (a panic, a fatal storage error, or a
+    /// shutdown), with the reason. An agent whose core stopped without being asked to can
+    /// no longer replicate or apply anything and must not pass for healthy.
+    pub async fn core_stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft core task ended (panic)".to_string();
+            }
+        }
+    }
+
+    /// Test hook: makes this member's next apply fail with a fatal storage error, which
+    /// stops its Raft core (as a failing disk would), then proposes a no-op so that an
+    /// apply happens. Never called outside tests (the agent calls it only when its
+    /// failpoint environment variable is set).
+    pub async fn kill_core_for_test(&self) {
+        self.shared.fail_next_apply();
+        let noop = Command::CancelJob { job: crate::job::JobId::from_seq(u64::MAX), at_ms: 0 };
+        let _ = self.propose(noop).await;
+    }
+
     /// Whether this member currently leads.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
@@ -301,6 +362,23 @@ fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, AgentNode>>) -
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => MembershipError::NotLeader { leader: to.leader_id },
         other => MembershipError::Refused(other.to_string()),
+    }
+}
+
+/// Makes a cluster id when this member leads a cluster that has none (formed before
+/// cluster ids existed): its requests then carry it, and every member adopts it.
+async fn mint_when_leading(mut metrics: watch::Receiver<RaftMetrics>, guard: Arc<ClusterGuard>) {
+    loop {
+        let leading = metrics.borrow_and_update().state == ServerState::Leader;
+        if leading && guard.id().is_none() {
+            match guard.adopt(&ClusterId::generate()) {
+                Ok(id) => tracing::info!(cluster = %id, "this cluster had no id (formed by an older version): made one"),
+                Err(err) => tracing::error!(%err, "cannot store a cluster id"),
+            }
+        }
+        if guard.id().is_some() || metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

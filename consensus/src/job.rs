@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::early_stop::EarlyStop;
+
 /// A job's id, assigned by the state machine: `j-000017`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct JobId(pub String);
@@ -50,6 +52,10 @@ pub struct JobSpec {
     pub max_restarts: u32,
     /// User-given step times: technique → total GPU count → seconds per step.
     pub profile: BTreeMap<String, BTreeMap<u32, f64>>,
+    /// The early-stopping rule of the sweep this job belongs to (sweeps only), with the
+    /// sweep's identity.
+    #[serde(default)]
+    pub early_stop: Option<EarlyStop>,
 }
 
 /// GPUs of one host used by an assignment.

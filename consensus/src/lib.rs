@@ -35,6 +35,7 @@
 //!
 //! # Map
 //! - [`job`]: what a user submits ([`JobSpec`]), job ids, placements.
+//! - [`early_stop`]: a sweep's early-stopping rule and the metric recorded at its rungs.
 //! - [`node`]: cluster members ([`AgentNode`]), [`node_id_for_peer`], [`GpuInfo`].
 //! - [`command`]: [`Command`] (the only way state changes), [`CommandResult`], [`Rejection`].
 //! - [`state`]: [`ClusterState`] and its records and queries; [`apply`] holds the
@@ -42,6 +43,7 @@
 //! - [`proposal`]: what a log entry carries; retry de-duplication.
 //! - [`consensus_node`]: [`ConsensusNode`], the handle (propose, read, watch, metrics,
 //!   membership, shutdown); [`config`]: [`NodeConfig`]; [`metrics`]: [`NodeMetrics`].
+//! - [`cluster_id`]: the cluster's id, carried by every message and checked on arrival.
 //! - [`membership`]: pure membership policy (formation, learners, odd voter set).
 //! - [`rpc`], [`transport`], [`server`]: the wire messages, the [`Transport`] trait a
 //!   mesh implements, and [`RaftServer::handle`] for incoming requests.
@@ -54,10 +56,12 @@
 
 pub mod apply;
 mod batcher;
+pub mod cluster_id;
 pub mod codec;
 pub mod command;
 pub mod config;
 pub mod consensus_node;
+pub mod early_stop;
 pub mod job;
 pub mod mem_transport;
 pub mod membership;
@@ -76,6 +80,7 @@ pub use command::{
     Attempt, AttemptEvent, Command, CommandResult, DispatchKind, JobPhase, PlannedAssignment, ProfileKey,
     ProfileResult, Rejection, StoredPlan, STEP_TIME_METRIC,
 };
+pub use early_stop::{EarlyStop, MetricMode, RungRecord, StopRule};
 pub use job::{HostGpus, JobId, JobSpec, Placement};
 pub use node::{node_id_for_peer, AgentNode, GpuInfo, NodeId};
 pub use raft_types::TypeConfig;
@@ -83,6 +88,7 @@ pub use state::{AgentRecord, AttemptStatus, ClusterState, Counters, GpuHolder, G
 pub use config::NodeConfig;
 pub use consensus_node::{ConsensusNode, MembershipError, ProposeError, ShutdownError, StartError};
 pub use metrics::{NodeMetrics, Role};
-pub use rpc::{ForwardError, RaftRequest, RaftResponse};
+pub use cluster_id::{ClusterGuard, ClusterId, Refusal};
+pub use rpc::{Envelope, ForwardError, RaftRequest, RaftResponse};
 pub use server::RaftServer;
 pub use transport::{Transport, TransportError};

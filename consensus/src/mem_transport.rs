@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::codec::{decode, encode};
 use crate::node::{AgentNode, NodeId};
-use crate::rpc::{RaftRequest, RaftResponse};
+use crate::rpc::{Envelope, RaftResponse};
 use crate::server::RaftServer;
 use crate::transport::{Transport, TransportError};
 
@@ -150,7 +150,7 @@ struct MemTransport {
 
 #[async_trait::async_trait]
 impl Transport for MemTransport {
-    async fn call(&self, target: NodeId, _node: &AgentNode, request: RaftRequest) -> Result<RaftResponse, TransportError> {
+    async fn call(&self, target: NodeId, _node: &AgentNode, request: Envelope) -> Result<RaftResponse, TransportError> {
         let frozen = {
             let links = self.router.links();
             links.frozen.contains(&self.from) || links.frozen.contains(&target)
@@ -165,10 +165,10 @@ impl Transport for MemTransport {
         };
         let server = server.ok_or_else(|| TransportError::Unreachable(format!("node {target} is down")))?;
         let request = encode("request", &request)
-            .and_then(|bytes| decode::<RaftRequest>("request", &bytes))
+            .and_then(|bytes| decode::<Envelope>("request", &bytes))
             .map_err(|e| self.router.codec_failure(e.to_string()))?;
 
-        let response = server.handle(request).await;
+        let response = server.handle(self.from, request).await;
 
         self.router.links().delivers(target, self.from).map_err(|_| {
             TransportError::Failed(format!("response {target} -> {} lost", self.from))

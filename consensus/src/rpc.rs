@@ -11,10 +11,21 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_id::{ClusterId, Refusal};
 use crate::command::CommandResult;
 use crate::node::{AgentNode, NodeId};
 use crate::proposal::Proposal;
 use crate::raft_types::TypeConfig;
+
+/// What travels between members: a [`RaftRequest`] with the sender's cluster id, checked
+/// by the receiver before the request reaches Raft (see [`cluster_id`](crate::cluster_id)).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender's cluster id; `None` while it belongs to no cluster with an id.
+    pub cluster: Option<ClusterId>,
+    /// The request.
+    pub request: RaftRequest,
+}
 
 /// A request from one member to another.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +51,9 @@ pub enum RaftResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     /// Answer to [`RaftRequest::Propose`]: the applied result, or why not.
     Propose(Result<CommandResult, ForwardError>),
+    /// Any request refused before it reached Raft: another cluster's, or from a peer that
+    /// is not a member.
+    Refused(Refusal),
 }
 
 /// Why a forwarded proposal was not committed by the member it was sent to.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::early_stop::RungRecord;
 use crate::command::{Attempt, DispatchKind, ProfileKey, ProfileResult, StoredPlan};
 use crate::job::{JobId, JobSpec, Placement};
 use crate::node::{AgentNode, GpuInfo};
@@ -34,12 +35,15 @@ pub enum JobState {
     Failed,
     /// Ended: cancelled by a user.
     Cancelled,
+    /// Ended early by its sweep's early-stopping rule (appended: variant indices are
+    /// part of the log's encoding).
+    Stopped,
 }
 
 impl JobState {
     /// Whether the job has ended for good.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled | JobState::Stopped)
     }
 
     /// The lowercase name used in JSON and the CLI (`queued`, `running`, ...).
@@ -52,6 +56,7 @@ impl JobState {
             JobState::Completed => "completed",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
+            JobState::Stopped => "stopped",
         }
     }
 }
@@ -139,6 +144,13 @@ pub struct JobRecord {
     pub restarts: u32,
     /// Latest metric values reported by a training attempt.
     pub metrics: Vec<(String, f64)>,
+    /// The early-stopping metric at each rung step the job reached, in step order
+    /// (empty for jobs without `early_stop`).
+    #[serde(default)]
+    pub rungs: Vec<RungRecord>,
+    /// Why the sweep's early-stopping rule stopped it.
+    #[serde(default)]
+    pub stop_reason: Option<String>,
 }
 
 /// An agent as the replicated state knows it.
@@ -179,6 +191,9 @@ pub struct Counters {
     pub restarts: u64,
     /// Commands rejected at apply.
     pub rejected: u64,
+    /// Jobs stopped by their sweep's early-stopping rule.
+    #[serde(default)]
+    pub early_stops: u64,
 }
 
 /// The whole replicated state.

@@ -12,9 +12,10 @@ use openraft::raft::{
     VoteResponse,
 };
 
+use crate::cluster_id::ClusterGuard;
 use crate::node::{AgentNode, NodeId};
 use crate::raft_types::TypeConfig;
-use crate::rpc::{RaftRequest, RaftResponse};
+use crate::rpc::{Envelope, RaftRequest, RaftResponse};
 
 /// Why a request got no response.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -31,25 +32,28 @@ pub enum TransportError {
 /// Request/response delivery between members.
 ///
 /// `call` sends `request` to member `target` (reachable through `node`'s addresses),
-/// where the receiver passes it to [`RaftServer::handle`](crate::RaftServer::handle),
-/// and returns that function's response. Implementations must be safe to call
-/// concurrently; a call may be abandoned (its future dropped) on timeout.
+/// where the receiver passes it, with the sender's authenticated node id, to
+/// [`RaftServer::handle`](crate::RaftServer::handle), and returns that function's
+/// response. Implementations must be safe to call concurrently; a call may be abandoned
+/// (its future dropped) on timeout.
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Delivers one request and waits for its response.
-    async fn call(&self, target: NodeId, node: &AgentNode, request: RaftRequest) -> Result<RaftResponse, TransportError>;
+    async fn call(&self, target: NodeId, node: &AgentNode, request: Envelope) -> Result<RaftResponse, TransportError>;
 }
 
-/// openraft's network factory over a [`Transport`].
+/// openraft's network factory over a [`Transport`]: every request leaves in an
+/// [`Envelope`] with this member's cluster id.
 #[derive(Clone)]
 pub struct Network {
     transport: Arc<dyn Transport>,
+    guard: Arc<ClusterGuard>,
 }
 
 impl Network {
-    /// Wraps `transport`.
-    pub fn new(transport: Arc<dyn Transport>) -> Self {
-        Network { transport }
+    /// Wraps `transport`; requests carry the id `guard` holds at the time they are sent.
+    pub fn new(transport: Arc<dyn Transport>, guard: Arc<ClusterGuard>) -> Self {
+        Network { transport, guard }
     }
 }
 
@@ -58,13 +62,14 @@ pub struct Connection {
     target: NodeId,
     node: AgentNode,
     transport: Arc<dyn Transport>,
+    guard: Arc<ClusterGuard>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &AgentNode) -> Connection {
-        Connection { target, node: node.clone(), transport: self.transport.clone() }
+        Connection { target, node: node.clone(), transport: self.transport.clone(), guard: self.guard.clone() }
     }
 }
 
@@ -73,8 +78,15 @@ type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, AgentNode, Raf
 impl Connection {
     /// Sends `request` within `ttl` and returns the response, or the network failure.
     async fn send<E: std::error::Error>(&self, request: RaftRequest, ttl: Duration) -> Result<RaftResponse, RpcError<E>> {
-        let call = self.transport.call(self.target, &self.node, request);
+        let envelope = Envelope { cluster: self.guard.id(), request };
+        let call = self.transport.call(self.target, &self.node, envelope);
         match tokio::time::timeout(ttl, call).await {
+            // Refused before the target's Raft saw it (another cluster, not a member):
+            // unreachable as far as Raft goes, so openraft backs off instead of retrying hot.
+            Ok(Ok(RaftResponse::Refused(refusal))) => {
+                let why = TransportError::Unreachable(format!("{} {refusal}", self.node));
+                Err(RPCError::Unreachable(Unreachable::new(&why)))
+            }
             Ok(Ok(response)) => Ok(response),
             Ok(Err(TransportError::Unreachable(why))) => Err(RPCError::Unreachable(Unreachable::new(&TransportError::Unreachable(why)))),
             Ok(Err(failed)) => Err(RPCError::Network(NetworkError::new(&failed))),

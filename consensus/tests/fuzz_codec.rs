@@ -117,12 +117,23 @@ fn profile_key() -> impl Strategy<Value = ProfileKey> {
 }
 
 fn job_spec() -> impl Strategy<Value = saturn_consensus::JobSpec> {
-    (text(), number(), any::<u32>(), any::<u32>(), any::<u32>(), float()).prop_map(|(name, steps, lo, hi, restarts, step_time)| {
-        let mut job = spec(&name, steps, restarts);
-        (job.gpus_min, job.gpus_max) = (lo, hi);
-        job.profile = BTreeMap::from([("ddp".to_string(), BTreeMap::from([(lo, step_time)]))]);
-        job
-    })
+    let early_stop = proptest::option::of((text(), number(), any::<u32>(), any::<bool>()));
+    (text(), number(), any::<u32>(), any::<u32>(), any::<u32>(), float(), early_stop).prop_map(
+        |(name, steps, lo, hi, restarts, step_time, early_stop)| {
+            let mut job = spec(&name, steps, restarts);
+            (job.gpus_min, job.gpus_max) = (lo, hi);
+            job.profile = BTreeMap::from([("ddp".to_string(), BTreeMap::from([(lo, step_time)]))]);
+            job.early_stop = early_stop.map(|(metric, min_steps, reduction, asha)| saturn_consensus::EarlyStop {
+                sweep: name.clone(),
+                metric,
+                mode: saturn_consensus::MetricMode::Min,
+                rule: if asha { saturn_consensus::StopRule::Asha } else { saturn_consensus::StopRule::Median },
+                min_steps,
+                reduction,
+            });
+            job
+        },
+    )
 }
 
 fn event() -> impl Strategy<Value = AttemptEvent> {
@@ -161,7 +172,10 @@ fn wide_command() -> impl Strategy<Value = Command> {
         4 => (job(), text(), placement(), kind, number())
             .prop_map(|(job, technique, placement, kind, at_ms)| Command::Dispatch { job, technique, placement, kind, at_ms }),
         4 => (job(), attempt(), event(), number()).prop_map(|(job, attempt, event, at_ms)| Command::JobEvent { job, attempt, event, at_ms }),
-        1 => (job(), attempt()).prop_map(|(job, attempt)| Command::Preempt { job, attempt, at_ms: 0 }),
+        1 => prop_oneof![
+            (job(), attempt()).prop_map(|(job, attempt)| Command::Preempt { job, attempt, at_ms: 0 }),
+            (job(), text(), number()).prop_map(|(job, reason, at_ms)| Command::StopJob { job, reason, at_ms }),
+        ],
         1 => (text(), proptest::collection::vec((gpu_index(), text()), 0..5), number()).prop_map(|(name, gpus, at_ms)| Command::AgentUp {
             node: AgentNode { name, peer_id: "p".into(), addrs: vec![] },
             gpus: gpus.into_iter().map(|(index, model)| GpuInfo { index, model, memory_mib: u64::MAX }).collect(),

@@ -3,7 +3,8 @@
 # allocation with `srun --ntasks-per-node=1`; it is not meant to be run by hand.
 #
 # From saturn.sbatch (exported, srun passes the environment on):
-#   SATURN_EXPECT          number of nodes: --bootstrap-expect
+#   SATURN_EXPECT          nodes that form the cluster (min(nodes, 3)): nodes 0..EXPECT-1
+#                          get --bootstrap-expect EXPECT, the others only --join
 #   SATURN_JOIN_IP         IPv4 address of the first node, which every other node joins
 #   SATURN_CLUSTER_KEY_HEX 64 hex digits: this allocation's mesh key (optional)
 #   SATURN_TOKEN           this allocation's API token (optional)
@@ -45,7 +46,11 @@ mkdir -p "$data_dir"
 # The API stays on loopback: the batch script talks to the first node's agent locally.
 args=(--name "$name" --data-dir "$data_dir/data"
   --listen "/ip4/$bind/tcp/$mesh_port" --api "127.0.0.1:$api_port"
-  --bootstrap-expect "$SATURN_EXPECT" --gpus "${SATURN_GPUS:-auto}" --no-mdns)
+  --gpus "${SATURN_GPUS:-auto}" --no-mdns)
+# Only the first nodes form the cluster; an agent given --join alone never forms one.
+if ((node_id < SATURN_EXPECT)); then
+  args+=(--bootstrap-expect "$SATURN_EXPECT")
+fi
 if [[ $node_id != 0 ]]; then
   args+=(--join "/ip4/$SATURN_JOIN_IP/tcp/$join_port")
 fi

@@ -61,7 +61,8 @@ if [[ -z $real_bin ]]; then
   check "four agents started" test "$(find "$reg" -name '*.up' | wc -l)" -eq 4
   check "node-a forms the cluster without joining" bash -c "! grep -qx -- --join '$reg/node-a.flags'"
   check "node-d joins node-a" follows "$reg/node-d.flags" --join "/ip4/127.0.0.1/tcp/$mesh_port"
-  check "bootstrap-expect is min(N,3)" follows "$reg/node-d.flags" --bootstrap-expect 3
+  check "the first three form with bootstrap-expect 3" follows "$reg/node-c.flags" --bootstrap-expect 3
+  check "node-d only joins (never forms)" bash -c "! grep -qx -- --bootstrap-expect '$reg/node-d.flags'"
   check "node-d API on port base+3" follows "$reg/node-d.flags" --api "127.0.0.1:$((api_port + 3))"
   check "node-c mesh on port base+2" follows "$reg/node-c.flags" --listen "/ip4/127.0.0.1/tcp/$((mesh_port + 2))"
   check "simulated GPUs" follows "$reg/node-b.flags" --gpus sim:2xSIM-8GB
@@ -89,7 +90,8 @@ if [[ -z $real_bin ]]; then
   check "node1 joins node0" follows "$reg/node1.flags" --join "/ip4/127.0.0.1/tcp/$slurm_mesh_port"
   check "node2 mesh port from SLURM_NODEID" follows "$reg/node2.flags" --listen "/ip4/127.0.0.1/tcp/$((slurm_mesh_port + 2))"
   check "node2 API port from SLURM_NODEID" follows "$reg/node2.flags" --api "127.0.0.1:$((slurm_api_port + 2))"
-  check "bootstrap-expect = nodes" follows "$reg/node0.flags" --bootstrap-expect 3
+  check "bootstrap-expect = min(nodes, 3)" follows "$reg/node0.flags" --bootstrap-expect 3
+  check "node2 forms too (one of the first three)" follows "$reg/node2.flags" --bootstrap-expect 3
   check "data dir on node scratch" follows "$reg/node1.flags" --data-dir "$tmp/scratch/saturn-4242/node1/data"
   key=$tmp/scratch/saturn-4242/node1/secrets/cluster.key
   check "cluster key in pnet format" bash -c "sed -n 3p '$key' | grep -qE '^[0-9a-f]{64}$' && sed -n 1p '$key' | grep -qx /key/swarm/psk/1.0.0/"

@@ -92,6 +92,40 @@ impl<'p> Decoder<'p> {
         self.cost()
     }
 
+    /// List scheduling that also picks each job's mode as it goes: of the job's `allowed`
+    /// modes, the one minimising its end time plus `area_weight` x its GPU-seconds per GPU
+    /// of the cluster (0: earliest completion; larger: fewer GPU-seconds). Jobs whose mode
+    /// in `modes` keeps them where they run are left alone. Returns the chosen modes.
+    pub fn choose_modes(&mut self, order: &[u32], modes: &[u16], allowed: &[Vec<u16>], area_weight: f64) -> Vec<u16> {
+        let mut chosen = modes.to_vec();
+        self.reset(modes);
+        self.snapshots.clear();
+        let per_gpu = area_weight / self.problem.gpu_count().max(1) as f64;
+        for &job in order {
+            let info = &self.problem.jobs[job as usize];
+            if info.modes[modes[job as usize] as usize].fixed.is_some() {
+                continue;
+            }
+            let mut best: Option<(f64, u16)> = None;
+            for &m in &allowed[job as usize] {
+                let mode = &info.modes[m as usize];
+                if mode.fixed.is_some() {
+                    continue;
+                }
+                let end = self.find_hosts(mode, info.release) + mode.runtime;
+                let cost = end + per_gpu * mode.area();
+                if best.is_none_or(|b| cost < b.0) {
+                    best = Some((cost, m));
+                }
+            }
+            if let Some((_, m)) = best {
+                chosen[job as usize] = m;
+            }
+            self.place(job, &chosen, None);
+        }
+        chosen
+    }
+
     /// Re-decodes from `from` (positions before it are unchanged since the last committed
     /// decode, and so is every mode that keeps a running job in place unless `from` is 0),
     /// giving up once the score exceeds `give_up_above` (`None`). [`Decoder::commit`]

@@ -36,6 +36,6 @@ pub use instance::{Host, Instance, Job, JobOption, PlacementEntry, Running};
 pub use parse::parse_instance;
 pub use plan::{Assignment, Plan};
 pub use validate::{validate_plan, PlanError};
-pub use solve::{solve, solve_traced, SolveError, SolveOptions, SolveReport, Solver, UnknownSolver};
+pub use solve::{solve, solve_traced, MoveStats, SolveError, SolveOptions, SolveReport, Solver, UnknownSolver};
 pub use svg::render_svg;
 pub use simulate::{simulate, SimOptions, SimReport};

@@ -6,7 +6,7 @@
 //! `target/test-artifacts/dashboard.png`.
 //!
 //! Needs Chromium (Debian's `chromium`, or `SATURN_CHROMIUM=/path/to/browser`); without
-//! it the test prints why it checked nothing and passes.
+//! it the test fails under `CI=true` and elsewhere prints that it checked nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ const JOBS: usize = 6;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_mesh_the_jobs_and_the_plan_of_a_running_sweep() {
     let Some(browser) = find_chromium() else {
-        eprintln!("NOTE: no Chromium found (apt-get install chromium, or set SATURN_CHROMIUM): dashboard not checked");
+        saturn_tests::missing_prerequisite("no Chromium found (apt-get install chromium, or set SATURN_CHROMIUM): dashboard not checked");
         return;
     };
     let harness = Harness::start(&Setup::new(3)).expect("agents start");

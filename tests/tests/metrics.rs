@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const JOBS: usize = 4;
 const STEPS: u64 = 800;
-const STATES: [&str; 7] = ["queued", "profiling", "scheduled", "running", "completed", "failed", "cancelled"];
+const STATES: [&str; 8] = ["queued", "profiling", "scheduled", "running", "completed", "failed", "cancelled", "stopped"];
 /// What every agent reports whether or not it leads, whether or not there is a plan.
 const PER_AGENT: [&str; 14] = [
     "saturn_gpus_total",
@@ -122,7 +122,7 @@ async fn scenario(harness: &Harness) -> Result<()> {
     metrics_checked?;
     let (seen, state) = log_checked?;
     assert!(
-        !matches!(state.as_str(), "completed" | "failed" | "cancelled"),
+        !matches!(state.as_str(), "completed" | "failed" | "cancelled" | "stopped"),
         "step {seen} of {followed} reached the follower only once the job was {state}: the log did not stream live from {host}"
     );
 

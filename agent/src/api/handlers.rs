@@ -23,7 +23,7 @@ pub async fn list_jobs(State(api): State<ApiState>) -> Response {
     let state = api.services.state();
     let now = now_ms();
     let jobs = state.jobs.values().map(|record| render::job(record, now)).collect();
-    Json(JobsView { jobs }).into_response()
+    Json(JobsView { jobs, sweeps: super::leaderboard::leaderboards(&state) }).into_response()
 }
 
 pub async fn get_job(State(api): State<ApiState>, Path(id): Path<String>) -> Response {

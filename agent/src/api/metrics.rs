@@ -75,6 +75,7 @@ pub fn render(
         JobState::Completed,
         JobState::Failed,
         JobState::Cancelled,
+        JobState::Stopped,
     ];
     let by_state = states
         .iter()
@@ -93,6 +94,7 @@ pub fn render(
     counter(&mut registry, "preemptions", "preemptions applied", counters.preemptions);
     counter(&mut registry, "lost_attempts", "attempts lost with their host", counters.lost_attempts);
     counter(&mut registry, "restarts", "failed attempts restarted", counters.restarts);
+    counter(&mut registry, "early_stops", "jobs stopped by their sweep's early-stopping rule", counters.early_stops);
     gauge(&mut registry, "plan_epoch", "epoch of the committed plan", state.plan_epoch as f64);
     if let Some(plan) = &state.plan {
         gauge(&mut registry, "plan_makespan_seconds", "predicted makespan of the committed plan", plan.makespan_s);

@@ -9,6 +9,7 @@
 mod dashboard;
 mod handlers;
 mod json_errors;
+pub mod leaderboard;
 mod logs;
 pub mod metrics;
 pub mod render;

@@ -45,7 +45,9 @@ pub fn status(state: &ClusterState, raft: &RaftView, soft: &SoftView, answered_b
                 peer_id: agent.node.peer_id.clone(),
                 addrs: agent.node.addrs.clone(),
                 role: role_of(name).to_string(),
-                healthy: agent.up && alive(name),
+                // An agent this one does not hear (a learner hears only the voters, see
+                // ARCHITECTURE.md) is as healthy as the leader recorded it.
+                healthy: agent.up && soft.alive.get(name.as_str()).copied().unwrap_or(true),
                 gpus,
             }
         })

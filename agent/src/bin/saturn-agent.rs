@@ -37,6 +37,15 @@ fn main() -> ExitCode {
         Err(err) => return fatal(&anyhow::Error::new(err)),
     };
     init_tracing(&config.log_level);
+    if args.reset_data {
+        return match daemon::reset_data(&config.data_dir, args.yes_really) {
+            Ok(what) => {
+                println!("{what}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fatal(&err),
+        };
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fatal(&err),
@@ -71,6 +80,7 @@ fn run(config: AgentConfig) -> Result<()> {
         grace_period_ms: config.grace_period.as_millis() as u64,
         replan_interval_ms: config.replan_interval.as_millis() as u64,
         solver: config.solver.clone(),
+        early_stop_replan: config.early_stop_replan,
         ..SchedulerConfig::default()
     };
     if !config.introspection {
@@ -87,7 +97,7 @@ fn run(config: AgentConfig) -> Result<()> {
         listen: config.listen.clone(),
         join: config.join.clone(),
         advertise: config.advertise.clone(),
-        bootstrap_expect: config.bootstrap_expect as usize,
+        bootstrap_expect: config.bootstrap_expect.map(|n| n as usize),
         api: config.api,
         api_token: config.api_token.as_ref().map(|t| t.expose().to_string()),
         gpus,

@@ -68,6 +68,7 @@ pub async fn run(conn: &Connection, command: &JobCommand) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
                 print!("{}", render_jobs(&jobs.jobs));
+                print!("{}", super::leaderboard::render_leaderboards(&jobs.sweeps));
             }
             Ok(0)
         }
@@ -110,17 +111,18 @@ async fn submit(conn: &Connection, client: &ApiClient, args: &RunArgs) -> Result
     let ids: Vec<String> = submitted.jobs.iter().map(|j| j.id.clone()).collect();
     let finished = wait_for(client, &ids, !conn.json).await?;
     if conn.json {
-        println!("{}", serde_json::to_string_pretty(&JobsView { jobs: finished.clone() })?);
+        println!("{}", serde_json::to_string_pretty(&JobsView { jobs: finished.clone(), ..Default::default() })?);
     } else {
         print!("\n{}", render_jobs(&finished));
     }
-    let all_completed = finished.iter().all(|j| j.state == "completed");
+    // A job its sweep stopped early ended as planned, not in failure.
+    let all_completed = finished.iter().all(|j| j.state == "completed" || j.state == "stopped");
     Ok(if all_completed { 0 } else { 1 })
 }
 
 /// Whether a job state is final.
 pub fn is_terminal(state: &str) -> bool {
-    matches!(state, "completed" | "failed" | "cancelled")
+    matches!(state, "completed" | "failed" | "cancelled" | "stopped")
 }
 
 /// Polls until every job in `ids` is in a final state, drawing one progress bar per job.

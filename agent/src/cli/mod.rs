@@ -4,6 +4,7 @@ pub mod client;
 pub mod completions;
 pub mod demo;
 pub mod job;
+pub mod leaderboard;
 pub mod plan;
 pub mod status;
 pub mod table;

@@ -35,7 +35,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "MULTIADDR")]
     pub join: Vec<String>,
 
-    /// Agents that form a new cluster together [default: 1].
+    /// Agents that form a new cluster together [default: 1; with --join: none, the
+    /// agent never forms a cluster, it waits to be added to one].
     #[arg(long, value_name = "N")]
     pub bootstrap_expect: Option<u32>,
 
@@ -94,8 +95,20 @@ pub struct AgentArgs {
     /// introspection off), to measure what introspection adds.
     #[arg(long)]
     pub no_introspection: bool,
+    /// Do not re-plan when a sweep's early-stopping rule stops a job: the committed plan
+    /// is followed until something else re-plans (to measure what re-planning adds).
+    #[arg(long)]
+    pub no_early_stop_replan: bool,
     /// Write a new random cluster key (libp2p swarm.key format, mode 0600) to FILE and
     /// exit; give the same file to every agent with --cluster-key-file.
     #[arg(long, value_name = "FILE")]
     pub gen_cluster_key: Option<PathBuf>,
+    /// Delete this agent's cluster membership in --data-dir (Raft log, snapshots, cluster
+    /// id; the node key and job logs stay) and exit, so that it can join another cluster.
+    /// Needs --yes-really.
+    #[arg(long)]
+    pub reset_data: bool,
+    /// Confirms --reset-data.
+    #[arg(long, requires = "reset_data")]
+    pub yes_really: bool,
 }

@@ -32,6 +32,7 @@ pub(crate) struct FileConfig {
     pub kill_grace_s: Option<u64>,
     pub solver: Option<String>,
     pub no_introspection: Option<bool>,
+    pub no_early_stop_replan: Option<bool>,
 }
 
 /// Parses a config file's text; `path` names it in errors and anchors relative paths:

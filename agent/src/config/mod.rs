@@ -91,8 +91,9 @@ pub struct AgentConfig {
     pub join: Vec<Multiaddr>,
     /// `--advertise`: addresses announced to peers; empty means the listen addresses.
     pub advertise: Vec<Multiaddr>,
-    /// `--bootstrap-expect`, at least 1.
-    pub bootstrap_expect: u32,
+    /// `--bootstrap-expect`, at least 1; `None` when the agent never forms a cluster
+    /// (given `--join` without `--bootstrap-expect`: it waits to be added to one).
+    pub bootstrap_expect: Option<u32>,
     /// `--api`.
     pub api: SocketAddr,
     /// `--gpus`.
@@ -125,6 +126,8 @@ pub struct AgentConfig {
     pub solver: String,
     /// Whether the leader may preempt running jobs to move them (introspection).
     pub introspection: bool,
+    /// Whether an early stop re-plans the remaining jobs at once (`--no-early-stop-replan`).
+    pub early_stop_replan: bool,
 }
 
 impl AgentConfig {

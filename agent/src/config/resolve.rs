@@ -131,10 +131,17 @@ pub fn resolve(
         args.bootstrap_expect,
         parsed.bootstrap_expect,
     );
-    let bootstrap_expect = bootstrap_expect.unwrap_or(1);
-    if bootstrap_expect < 1 {
+    if bootstrap_expect == Some(0) {
         return Err(origin.invalid("0", "at least 1 agent (itself) forms a cluster"));
     }
+    // Only an explicit --bootstrap-expect (or --dev) forms a cluster. An agent given
+    // --join joins one and never forms its own: an implicit "1" made every joiner that
+    // started before it heard a member a one-agent cluster of its own (a fork).
+    let bootstrap_expect = match bootstrap_expect {
+        Some(n) => Some(n),
+        None if dev || join.is_empty() => Some(1),
+        None => None,
+    };
 
     let (api, origin) = pick("--api", path, args.api.clone(), parsed.api);
     let api = api_addr(api.as_deref().unwrap_or(defaults::API), &origin)?;
@@ -263,6 +270,7 @@ pub fn resolve(
         config_file: path.map(Path::to_path_buf),
         solver,
         introspection: !(args.no_introspection || parsed.no_introspection.unwrap_or(false)),
+        early_stop_replan: !(args.no_early_stop_replan || parsed.no_early_stop_replan.unwrap_or(false)),
     })
 }
 

@@ -2,10 +2,13 @@
 //! are the consensus crate's pure policy (`saturn_consensus::membership`).
 //!
 //! - Formation (`--bootstrap-expect N`): while this agent belongs to no cluster, the
-//!   candidates are the agents heard alive that belong to no cluster either (heartbeats
-//!   say so), itself included. Once there are N, the one with the smallest peer id
-//!   initialises Raft; everyone applies the same rule to the same facts, so exactly one
-//!   does, and agents started later (which hear members) never form a second cluster.
+//!   candidates are the agents heard alive that belong to no cluster either and were
+//!   told `--bootstrap-expect` too (heartbeats say both), itself included. Once there are
+//!   N, the one with the smallest peer id initialises Raft; everyone applies the same rule
+//!   to the same facts, so exactly one does, and agents started later (which hear
+//!   members) never form a second cluster.
+//! - An agent without `--bootstrap-expect` (given `--join`) never forms: it waits, saying
+//!   so every few seconds, until a leader adds it as a learner.
 //! - Upkeep (leader only): `plan_membership` turns who was heard when, and whose log is
 //!   caught up, into learner additions, voter changes (1, 3 or 5; a voter silent past the
 //!   grace period replaced by a caught-up learner) and removals of long-gone learners.
@@ -22,6 +25,8 @@ use crate::api::now_ms;
 
 /// How often formation and upkeep run.
 const TICK: Duration = Duration::from_millis(500);
+/// How often an agent waiting to be added says so.
+const WAITING_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Rounds the formation candidates must stay unchanged before a cluster is formed.
 const FORMATION_SETTLE_ROUNDS: u32 = 2;
 /// A learner within this many log entries of the leader may be promoted to voter.
@@ -34,14 +39,18 @@ pub fn is_member(node: &ConsensusNode) -> bool {
 }
 
 /// Runs formation and upkeep until the task is dropped. `not_members` lists the agents
-/// heard alive that belong to no cluster (this one included when it does not).
+/// heard alive that belong to no cluster and may form one (this one included when it
+/// does not belong to one and may form); `bootstrap_expect` is `None` for an agent that
+/// never forms (given `--join` only), and `join` its join addresses, for the log.
 pub async fn run(
     node: Arc<ConsensusNode>,
     soft: Arc<SoftState>,
-    bootstrap_expect: usize,
+    bootstrap_expect: Option<usize>,
+    join: Vec<String>,
     grace: Duration,
     not_members: impl Fn() -> Vec<AgentNode> + Send + 'static,
 ) {
+    let mut said_waiting: Option<Instant> = None;
     // Formation waits until the candidates have been the same for a few rounds: agents
     // starting together hear each other at slightly different moments, and deciding on
     // a set still growing is how two clusters form at once.
@@ -49,6 +58,14 @@ pub async fn run(
     loop {
         tokio::time::sleep(TICK).await;
         if !is_member(&node) {
+            let Some(bootstrap_expect) = bootstrap_expect else {
+                if said_waiting.is_none_or(|at| at.elapsed() >= WAITING_LOG_EVERY) {
+                    let heard = soft.alive_nodes(Instant::now()).len().saturating_sub(1);
+                    tracing::info!(?join, heard, "not a member yet: waiting to be added to a cluster through the --join peers (an agent given --join never forms a cluster of its own)");
+                    said_waiting = Some(Instant::now());
+                }
+                continue;
+            };
             let candidates = not_members();
             let mut ids: Vec<String> = candidates.iter().map(|n| n.peer_id.clone()).collect();
             ids.sort();

@@ -48,8 +48,9 @@ pub struct DaemonSettings {
     pub join: Vec<Multiaddr>,
     /// Addresses to announce instead of the listen addresses, when set.
     pub advertise: Vec<Multiaddr>,
-    /// Agents that form a new cluster together.
-    pub bootstrap_expect: usize,
+    /// Agents that form a new cluster together; `None`: this agent never forms one, it
+    /// waits to be added (given `--join` without `--bootstrap-expect`).
+    pub bootstrap_expect: Option<usize>,
     /// HTTP API address.
     pub api: SocketAddr,
     /// Bearer token required by the API (when it is not on loopback).
@@ -106,6 +107,9 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     mesh_config.join = settings.join.clone();
     mesh_config.mdns = settings.mdns;
     mesh_config.cluster_key = settings.cluster_key;
+    if gossip_everyone() {
+        mesh_config.max_discovery_links = usize::MAX;
+    }
     let (mesh, mesh_events) = mesh::spawn(mesh_config).await?;
     let addrs = if settings.advertise.is_empty() { mesh.listen_addrs().await? } else { settings.advertise.clone() };
     let me = AgentNode {
@@ -149,7 +153,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     let (fenced_tx, fenced) = watch::channel(false);
     let members = tasks::Members::default();
     let mut handles = vec![
-        tokio::spawn(tasks::mesh_events(mesh_events, node.server(), soft.clone(), settings.data_dir.clone(), members.clone())),
+        tokio::spawn(tasks::mesh_events(mesh_events, node.clone(), soft.clone(), settings.data_dir.clone(), members.clone())),
         tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
         tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
         tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
@@ -157,6 +161,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
             node.clone(),
             soft.clone(),
             settings.bootstrap_expect,
+            settings.join.iter().map(ToString::to_string).collect(),
             settings.grace_period,
             members.not_members_fn(soft.clone()),
         )),
@@ -183,9 +188,34 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     let api_task = tokio::spawn(api::serve(api_listener, api_state, async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
     }));
-    tracing::info!(api = %settings.api, "agent ready");
+    if let Some(dir) = std::env::var_os(KILL_CONSENSUS_ENV) {
+        let trigger = PathBuf::from(dir).join(&settings.name);
+        handles.push(tokio::spawn(kill_consensus_when(node.clone(), trigger)));
+    }
+    tracing::info!(api = %settings.api, cluster = ?node.cluster_id().map(|id| id.0), "agent ready");
 
-    shutdown.await;
+    let core = node.clone();
+    let core_stopped = async move { core.core_stopped().await };
+    let dead_core = tokio::select! {
+        () = shutdown => None,
+        reason = core_stopped => Some(reason),
+    };
+    if let Some(reason) = dead_core {
+        // Never a zombie that gossips as healthy: say so (status and the next heartbeats),
+        // stop the jobs (nothing can be reported for them any more) and exit 1, so that a
+        // supervisor (systemd, Slurm) restarts the agent on its data dir.
+        soft.mark_self_unhealthy();
+        tracing::error!(%reason, "the consensus core stopped; this agent can no longer take part and exits");
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(settings.heartbeat * 2).await;
+        table.shutdown(settings.kill_grace.min(settings.grace_period / 4)).await;
+        for handle in handles {
+            handle.abort();
+        }
+        executor.abort();
+        mesh.shutdown().await;
+        anyhow::bail!("the consensus core stopped: {}", reason.replace('\n', " "));
+    }
     tracing::info!("stopping: handing running jobs back");
     hand_back_jobs(&settings.name, services.as_ref()).await;
     let _ = stop_tx.send(true);
@@ -202,6 +232,53 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     mesh.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Benchmark knob (tests/examples/scale_bench): `SATURN_GOSSIP_EVERYONE=1` restores the
+/// design before flat per-agent cost — every agent hears every heartbeat, and dials every
+/// peer it discovers (a full mesh) — so one run can compare both.
+pub const GOSSIP_EVERYONE_ENV: &str = "SATURN_GOSSIP_EVERYONE";
+
+/// Whether [`GOSSIP_EVERYONE_ENV`] is set.
+pub fn gossip_everyone() -> bool {
+    std::env::var_os(GOSSIP_EVERYONE_ENV).is_some_and(|v| v == "1")
+}
+
+/// `saturn-agent --reset-data --yes-really`: removes the Raft state of `data_dir` (log,
+/// snapshots, cluster id), keeping the node key and job logs, so that the agent can join
+/// another cluster. An agent that belongs to a cluster never leaves it otherwise. Refused
+/// without the confirmation, or while an agent runs on the data dir.
+pub fn reset_data(data_dir: &std::path::Path, confirmed: bool) -> Result<String> {
+    let raft = data_dir.join("raft");
+    if !confirmed {
+        anyhow::bail!(
+            "--reset-data deletes {} (this agent's Raft log and cluster id): it then belongs to no cluster; add --yes-really to do it",
+            raft.display()
+        );
+    }
+    if !data_dir.exists() {
+        return Ok(format!("{} does not exist: nothing to reset", data_dir.display()));
+    }
+    let _lock = tasks::lock_data_dir(data_dir)?;
+    if !raft.exists() {
+        return Ok(format!("{} holds no cluster state: nothing to reset", data_dir.display()));
+    }
+    std::fs::remove_dir_all(&raft).with_context(|| format!("cannot remove {}", raft.display()))?;
+    Ok(format!("removed {}: start the agent with --join (or --bootstrap-expect) to join or form a cluster", raft.display()))
+}
+
+/// Test hook (documented in tests/README.md): when this environment variable names a
+/// directory, the agent kills its own consensus core (a fatal storage error on the next
+/// apply) as soon as a file named like the agent exists in it — the way tests make a
+/// consensus core die in-process.
+pub const KILL_CONSENSUS_ENV: &str = "SATURN_TEST_KILL_CONSENSUS_DIR";
+
+async fn kill_consensus_when(node: Arc<ConsensusNode>, trigger: PathBuf) {
+    while !trigger.exists() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!(trigger = %trigger.display(), "test hook: killing this agent's consensus core");
+    node.kill_core_for_test().await;
 }
 
 /// Preempts this agent's running attempts, so that their exits on SIGTERM are hand-backs

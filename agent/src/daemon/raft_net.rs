@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use saturn_consensus::codec::{decode, encode};
-use saturn_consensus::{AgentNode, NodeId, RaftRequest, RaftResponse, RaftServer, Transport, TransportError};
+use saturn_consensus::{node_id_for_peer, AgentNode, Envelope, NodeId, RaftResponse, RaftServer, Transport, TransportError};
 
 use crate::mesh::{Channel, MeshError, MeshHandle, MeshRequest, MeshResponse, Multiaddr, PeerId, Responder};
 
@@ -49,7 +49,7 @@ impl MeshTransport {
 
 #[async_trait]
 impl Transport for MeshTransport {
-    async fn call(&self, _target: NodeId, node: &AgentNode, request: RaftRequest) -> Result<RaftResponse, TransportError> {
+    async fn call(&self, _target: NodeId, node: &AgentNode, request: Envelope) -> Result<RaftResponse, TransportError> {
         let peer: PeerId = node
             .peer_id
             .parse()
@@ -66,11 +66,14 @@ impl Transport for MeshTransport {
     }
 }
 
-/// Answers one inbound Raft request on its own task.
-pub fn serve(server: RaftServer, body: Vec<u8>, responder: Responder) {
+/// Answers one inbound Raft request on its own task. `peer` is the sender as the mesh
+/// authenticated it (noise): the server admits or refuses the request by that identity
+/// and by the cluster id the request carries.
+pub fn serve(server: RaftServer, peer: PeerId, body: Vec<u8>, responder: Responder) {
     tokio::spawn(async move {
-        let response = match decode::<RaftRequest>("raft request", &body) {
-            Ok(request) => match encode("raft response", &server.handle(request).await) {
+        let from = node_id_for_peer(&peer.to_string());
+        let response = match decode::<Envelope>("raft request", &body) {
+            Ok(request) => match encode("raft response", &server.handle(from, request).await) {
                 Ok(bytes) => MeshResponse::Ok(bytes),
                 Err(err) => MeshResponse::Err(err.to_string()),
             },

@@ -139,6 +139,13 @@ impl AgentServices for Services {
     }
 
     fn extra_metrics(&self) -> Vec<ExtraMetric> {
-        self.extra.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut metrics = self.extra.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        metrics.push(ExtraMetric {
+            name: "foreign_cluster_messages".into(),
+            help: "messages of another cluster (Raft requests, forwarded proposals, heartbeats) refused or ignored".into(),
+            value: self.node.guard().foreign_messages() as f64,
+            counter: true,
+        });
+        metrics
     }
 }

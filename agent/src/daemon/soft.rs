@@ -28,6 +28,8 @@ struct Heard {
 pub struct SoftState {
     self_name: String,
     inner: Mutex<Inner>,
+    /// Cleared when this agent can no longer take part (its consensus core stopped).
+    self_healthy: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -47,7 +49,19 @@ impl SoftState {
         Self {
             self_name: self_name.to_string(),
             inner: Mutex::new(Inner { detector: FailureDetector::new(config), heard: BTreeMap::new(), own: None }),
+            self_healthy: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Marks this agent unhealthy for good (its consensus core stopped): its status and
+    /// its heartbeats say so until it exits.
+    pub fn mark_self_unhealthy(&self) {
+        self.self_healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this agent is healthy (see [`mark_self_unhealthy`](Self::mark_self_unhealthy)).
+    pub fn self_healthy(&self) -> bool {
+        self.self_healthy.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -75,9 +89,25 @@ impl SoftState {
         inner.heard.insert(name, Heard { heartbeat, at: now, at_ms: now_ms });
     }
 
+    /// Forgets every agent not in `keep` (this one aside): an agent that stopped hearing
+    /// everyone (a learner hears only the voters) must not report the others as dead
+    /// because their heartbeats stopped reaching it.
+    pub fn retain_only(&self, keep: &std::collections::BTreeSet<String>) {
+        let mut inner = self.lock();
+        let gone: Vec<String> = inner.heard.keys().filter(|name| !keep.contains(*name)).cloned().collect();
+        for name in gone {
+            inner.heard.remove(&name);
+            inner.detector.forget(&name);
+        }
+    }
+
     /// Whether `name` is alive by the failure detector (this agent always is).
     pub fn is_alive(&self, name: &str, now: Instant) -> bool {
-        name == self.self_name || self.lock().detector.is_alive(&name.to_string(), now)
+        if name == self.self_name {
+            return self.self_healthy();
+        }
+        let inner = self.lock();
+        inner.detector.is_alive(&name.to_string(), now) && inner.heard.get(name).is_some_and(|h| h.heartbeat.healthy)
     }
 
     /// Every agent heard from (and this one), alive or not, as the scheduler sees them.
@@ -85,14 +115,14 @@ impl SoftState {
         let inner = self.lock();
         let mut health = BTreeMap::new();
         for (name, heard) in &inner.heard {
-            let entry = if inner.detector.is_alive(name, now) {
+            let entry = if inner.detector.is_alive(name, now) && heard.heartbeat.healthy {
                 alive(&heard.heartbeat)
             } else {
                 AgentHealth::Dead { since_ms: heard.at_ms }
             };
             health.insert(name.clone(), entry);
         }
-        if let Some(own) = &inner.own {
+        if let Some(own) = inner.own.as_ref().filter(|_| self.self_healthy()) {
             health.insert(self.self_name.clone(), alive(own));
         }
         health
@@ -120,13 +150,17 @@ impl SoftState {
         let mut view = SoftView::default();
         let all = inner.heard.values().map(|h| &h.heartbeat).chain(inner.own.iter());
         for heartbeat in all {
-            let alive = heartbeat.name == self.self_name || inner.detector.is_alive(&heartbeat.name, now);
+            let alive = if heartbeat.name == self.self_name {
+                self.self_healthy()
+            } else {
+                heartbeat.healthy && inner.detector.is_alive(&heartbeat.name, now)
+            };
             view.alive.insert(heartbeat.name.clone(), alive);
             for gpu in &heartbeat.gpus {
                 view.utilization.insert((heartbeat.name.clone(), gpu.index), f64::from(gpu.utilization_pct));
             }
         }
-        view.alive.insert(self.self_name.clone(), true);
+        view.alive.insert(self.self_name.clone(), self.self_healthy());
         view
     }
 }

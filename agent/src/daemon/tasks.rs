@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use saturn_consensus::codec::{decode, encode};
-use saturn_consensus::{AgentNode, ConsensusNode, RaftServer};
+use saturn_consensus::{AgentNode, ConsensusNode};
 use tokio::sync::{mpsc, watch};
 
 use super::logs::{read_local, LogsRequest};
@@ -19,7 +19,7 @@ use super::soft::SoftState;
 use super::{membership, raft_net, DaemonSettings};
 use crate::api::{now_ms, ExtraMetric};
 use crate::executor::watchdog::Lease;
-use crate::mesh::{Channel, Gossip, GpuLoad, Heartbeat, MeshEvent, MeshHandle, MeshResponse};
+use crate::mesh::{Channel, Gossip, GpuLoad, Heartbeat, MeshEvent, MeshHandle, MeshResponse, Topic};
 
 /// Holds an exclusive lock on the data dir for the agent's lifetime: two agents on one
 /// data dir would corrupt each other's Raft log.
@@ -37,49 +37,64 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<nix::fcntl::Flock<File>> {
     }
 }
 
-/// Which agents said (in their last heartbeat) that they belong to a cluster.
+/// What each agent said (in its last heartbeat) about belonging to a cluster.
 #[derive(Clone, Default)]
-pub struct Members(Arc<Mutex<BTreeMap<String, bool>>>);
+pub struct Members(Arc<Mutex<BTreeMap<String, Said>>>);
+
+/// An agent's last word on membership.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Said {
+    member: bool,
+    forms: bool,
+}
 
 impl Members {
-    fn set(&self, name: &str, member: bool) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), member);
+    fn set(&self, name: &str, member: bool, forms: bool) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), Said { member, forms });
     }
 
-    fn is_member(&self, name: &str) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(false)
+    fn said(&self, name: &str) -> Said {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or_default()
     }
 
-    /// Alive agents that belong to no cluster yet: the candidates for forming one. Empty
-    /// as soon as any alive agent says it is a member: a cluster exists, and its leader
-    /// will add this agent as a learner, so forming another would split the mesh.
+    /// Alive agents that belong to no cluster yet and may form one (`--bootstrap-expect`):
+    /// the candidates for forming one. Agents given only `--join` are never founders.
+    /// Empty as soon as any alive agent says it is a member: a cluster exists, and its
+    /// leader will add this agent as a learner, so forming another would split the mesh.
     pub fn not_members_fn(&self, soft: Arc<SoftState>) -> impl Fn() -> Vec<AgentNode> + Send + 'static {
         let members = self.clone();
         move || {
             let alive = soft.alive_nodes(Instant::now());
-            if alive.iter().any(|n| members.is_member(&n.name)) {
+            if alive.iter().any(|n| members.said(&n.name).member) {
                 return Vec::new();
             }
-            alive
+            alive.into_iter().filter(|n| members.said(&n.name).forms).collect()
         }
     }
 }
 
 /// Routes mesh events: Raft and log requests to their servers (each on its own task, so
-/// the mesh is never blocked), heartbeats to the soft state.
+/// the mesh is never blocked), heartbeats to the soft state. Heartbeats of another
+/// cluster are ignored (and counted): its agents are no part of this one's health,
+/// formation or membership.
 pub async fn mesh_events(
     mut events: mpsc::Receiver<MeshEvent>,
-    raft: RaftServer,
+    node: Arc<ConsensusNode>,
     soft: Arc<SoftState>,
     data_dir: PathBuf,
     members: Members,
 ) {
+    let raft = node.server();
     while let Some(event) = events.recv().await {
         match event {
             MeshEvent::Request(request) => {
-                let (_peer, request, responder) = request.into_parts();
+                let (peer, request, responder) = request.into_parts();
                 match request.channel {
-                    Channel::Raft => raft_net::serve(raft.clone(), request.body, responder),
+                    Channel::Raft => raft_net::serve(raft.clone(), peer, request.body, responder),
+                    Channel::Logs if !is_member_peer(&node, &peer) => {
+                        tracing::debug!(%peer, "log request from a peer that is not a member refused");
+                        responder.send(MeshResponse::Err("logs are served to members of this cluster only".into()));
+                    }
                     Channel::Logs => {
                         let data_dir = data_dir.clone();
                         tokio::task::spawn_blocking(move || {
@@ -103,12 +118,30 @@ pub async fn mesh_events(
                     tracing::debug!(%from, claimed = %heartbeat.peer_id, "heartbeat with a forged sender dropped");
                     continue;
                 }
-                members.set(&heartbeat.name, heartbeat.member);
+                if let Some(theirs) = foreign_cluster(node.cluster_id().as_ref(), heartbeat.cluster.as_deref()) {
+                    node.guard().count_foreign(theirs, "heartbeats");
+                    continue;
+                }
+                members.set(&heartbeat.name, heartbeat.member, heartbeat.forms);
                 soft.on_heartbeat(heartbeat, Instant::now(), now_ms());
             }
             MeshEvent::Gossip { .. } | MeshEvent::PeerIdentified { .. } | MeshEvent::PeerDisconnected { .. } => {}
         }
     }
+}
+
+/// The other cluster's id when a heartbeat comes from an agent of another cluster than
+/// this one (both have ids and they differ); agents without an id yet are candidates.
+pub fn foreign_cluster<'a>(mine: Option<&saturn_consensus::ClusterId>, theirs: Option<&'a str>) -> Option<&'a str> {
+    match (mine, theirs) {
+        (Some(mine), Some(theirs)) if mine.0 != theirs => Some(theirs),
+        _ => None,
+    }
+}
+
+/// Whether `peer` is a voter or learner of this agent's Raft membership.
+fn is_member_peer(node: &ConsensusNode, peer: &crate::mesh::PeerId) -> bool {
+    node.metrics().nodes.contains_key(&saturn_consensus::node_id_for_peer(&peer.to_string()))
 }
 
 /// Publishes this agent's heartbeat (identity, GPU load, membership) every interval.
@@ -121,6 +154,8 @@ pub async fn heartbeats(
     members: Members,
 ) {
     let mut seq = 0;
+    let mut subscribed_soft: Option<bool> = None;
+    let everyone = super::gossip_everyone();
     let mut tick = tokio::time::interval(settings.heartbeat);
     loop {
         tick.tick().await;
@@ -142,7 +177,8 @@ pub async fn heartbeats(
             })
             .collect();
         let member = membership::is_member(&node);
-        members.set(&me.name, member);
+        let forms = settings.bootstrap_expect.is_some();
+        members.set(&me.name, member, forms);
         let heartbeat = Heartbeat {
             name: me.name.clone(),
             peer_id: me.peer_id.clone(),
@@ -151,10 +187,31 @@ pub async fn heartbeats(
             at_ms: now_ms(),
             gpus,
             member,
+            forms,
+            cluster: node.cluster_id().map(|id| id.0),
+            healthy: soft.self_healthy(),
         };
         soft.on_heartbeat(heartbeat.clone(), Instant::now(), now_ms());
+        // Voters speak to everyone; the others only to the voters (and to agents forming
+        // a cluster), and only voters and would-be founders listen to everyone: an agent's
+        // gossip cost is then the same whatever the size of the mesh (see ARCHITECTURE.md).
+        // An agent waiting to join does not listen either: many joiners at once would
+        // otherwise relay each other's heartbeats to each other.
+        let metrics = node.metrics();
+        let voter = metrics.role == saturn_consensus::Role::Voter && !everyone;
+        let hears_everyone = voter || (!member && forms) || everyone;
+        if !hears_everyone {
+            let voters = metrics.voters.iter().filter_map(|id| metrics.nodes.get(id).map(|n| n.name.clone())).collect();
+            soft.retain_only(&voters);
+        }
+        if subscribed_soft != Some(hears_everyone) {
+            if mesh.subscribe_soft(hears_everyone).await.is_ok() {
+                subscribed_soft = Some(hears_everyone);
+            }
+        }
+        let topic = if voter { Topic::Voters } else { Topic::Soft };
         // No subscriber yet is normal right after start.
-        let _ = mesh.publish(Gossip::Heartbeat(heartbeat)).await;
+        let _ = mesh.publish_to(topic, Gossip::Heartbeat(heartbeat)).await;
     }
 }
 

@@ -240,6 +240,7 @@ impl<'t> Patterns<'t> {
             gpus_max: template.gpus.1,
             max_restarts: template.max_restarts,
             profile: template.profile.clone(),
+            early_stop: template.early_stop.clone(),
         }
     }
 }

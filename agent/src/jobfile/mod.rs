@@ -16,6 +16,7 @@
 //! | `profile_group` | the job's own (expanded) name |
 //! | `max_restarts` | 2 |
 //! | `profile` | none: every configuration is profiled by trial runs |
+//! | `early_stop` (sweeps only) | none: every job runs to its end; inside it `mode = "min"`, `rule = "asha"`, `reduction = 3` (`metric`, `min_steps` required) |
 //!
 //! `name`, `command` and `steps` are required; a sweep also needs `grid`. `gpus = n` is
 //! accepted as `[n, n]`. In a sweep, `{{` writes a literal `{`; other braces are kept
@@ -26,6 +27,7 @@
 //! (`tree`, built by `toml_source` or `json_source`), each table is read into a typed
 //! template (`template`, with `fields` and `nested`), and templates are expanded into jobs (`expand`).
 
+mod early_stop;
 mod expand;
 mod fields;
 mod json_source;

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use saturn_consensus::EarlyStop;
+
+use super::early_stop;
 use super::fields::TableReader;
 use super::names;
 use super::nested::{grid, profile};
@@ -43,6 +46,7 @@ impl TableKind {
             "max_restarts",
             "profile",
             "grid",
+            "early_stop",
         ];
         match self {
             TableKind::Job => JOB,
@@ -85,6 +89,8 @@ pub(crate) struct Template {
     pub profile: BTreeMap<String, BTreeMap<u32, f64>>,
     /// Empty for a `[[job]]`.
     pub grid: Vec<GridVar>,
+    /// A sweep's early-stopping rule (never on a `[[job]]`).
+    pub early_stop: Option<EarlyStop>,
 }
 
 /// Reads one table; `None` when any field is wrong (each problem is recorded).
@@ -147,6 +153,18 @@ pub(crate) fn read(
             .and_then(|n| grid(&mut r, n)),
         TableKind::Job => Some(Vec::new()),
     };
+    let early_stop = match (kind, r.optional("early_stop")) {
+        (TableKind::Sweep, Some(n)) => {
+            let sweep = name.as_ref().map_or("", |name| name.value.as_str());
+            early_stop::read(&mut r, n, steps, sweep).map(Some)
+        }
+        (TableKind::Job, Some(n)) => {
+            let why = "only a [[sweep]] stops its jobs early (its jobs are compared with each other); write this table as [[sweep]] or remove early_stop";
+            r.bad(n, "early_stop", why);
+            None
+        }
+        (_, None) => Some(None),
+    };
     r.reject_unknown(kind.allowed_fields(), |key| {
         (kind == TableKind::Job && key == "grid")
             .then(|| "only a [[sweep]] has a grid; write this table as [[sweep]]".to_string())
@@ -165,6 +183,7 @@ pub(crate) fn read(
         max_restarts: u32::try_from(max_restarts?).ok()?,
         profile: profile?,
         grid: grid?,
+        early_stop: early_stop?,
     };
     // An optional field that was present but wrong reads as absent above; only a
     // problem-free table yields a template.

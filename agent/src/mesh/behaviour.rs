@@ -13,7 +13,7 @@ use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
 use libp2p::{identify, mdns, ping, StreamProtocol};
 
 use super::codec::{MeshCodec, RPC_PROTOCOL};
-use super::gossip::{GOSSIP_TOPIC, MAX_GOSSIP_BYTES};
+use super::gossip::{GOSSIP_TOPIC, MAX_GOSSIP_BYTES, VOTERS_TOPIC};
 use super::{MeshConfig, MeshError};
 
 /// The identify protocol version every Saturn agent announces; peers announcing another
@@ -108,9 +108,13 @@ fn gossipsub(keypair: &Keypair) -> Result<gossipsub::Behaviour, MeshError> {
     behaviour
         .with_peer_score(score_params(), PeerScoreThresholds::default())
         .map_err(|err| MeshError::Build(format!("gossipsub scoring: {err}")))?;
-    behaviour
-        .subscribe(&IdentTopic::new(GOSSIP_TOPIC))
-        .map_err(|err| MeshError::Build(format!("gossipsub subscribe: {err}")))?;
+    // Both topics at first: an agent that belongs to no cluster yet hears everyone (for
+    // formation); the daemon leaves the soft topic once it is a member that does not vote.
+    for topic in [GOSSIP_TOPIC, VOTERS_TOPIC] {
+        behaviour
+            .subscribe(&IdentTopic::new(topic))
+            .map_err(|err| MeshError::Build(format!("gossipsub subscribe: {err}")))?;
+    }
     Ok(behaviour)
 }
 
@@ -131,9 +135,9 @@ fn score_params() -> PeerScoreParams {
         ip_colocation_factor_weight: 0.0,
         ..PeerScoreParams::default()
     };
-    params
-        .topics
-        .insert(IdentTopic::new(GOSSIP_TOPIC).hash(), topic);
+    for name in [GOSSIP_TOPIC, VOTERS_TOPIC] {
+        params.topics.insert(IdentTopic::new(name).hash(), topic.clone());
+    }
     params
 }
 

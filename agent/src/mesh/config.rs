@@ -31,6 +31,10 @@ pub struct MeshConfig {
     pub rejoin_interval: Duration,
     /// Ping interval; a peer that misses a ping for `2 * ping_interval` is disconnected.
     pub ping_interval: Duration,
+    /// Peers dialled because discovery (Kademlia) found them, at most: links cost pings,
+    /// identify and gossip control traffic each, so a full mesh makes every agent's cost
+    /// grow with the mesh. Requests dial whom they need regardless.
+    pub max_discovery_links: usize,
 }
 
 impl MeshConfig {
@@ -48,6 +52,7 @@ impl MeshConfig {
             event_capacity: 1024,
             rejoin_interval: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
+            max_discovery_links: 8,
         }
     }
 }

@@ -8,8 +8,33 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The gossipsub topic of soft state.
+/// The gossipsub topic of soft state from agents that do not vote: subscribed only by the
+/// voters (at most five) and by agents about to form a cluster (`--bootstrap-expect`), so
+/// an agent that is neither never receives it and its cost does not grow with the mesh.
 pub const GOSSIP_TOPIC: &str = "saturn/v1/soft";
+
+/// The gossipsub topic the voters publish their heartbeats on; every agent subscribes
+/// (learners need them for the quorum fence), and there are at most five publishers.
+pub const VOTERS_TOPIC: &str = "saturn/v1/voters";
+
+/// Which topic a message goes to (see [`GOSSIP_TOPIC`] and [`VOTERS_TOPIC`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Everyone's soft state, heard by the voters.
+    Soft,
+    /// The voters' heartbeats, heard by everyone.
+    Voters,
+}
+
+impl Topic {
+    /// The gossipsub topic name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Soft => GOSSIP_TOPIC,
+            Topic::Voters => VOTERS_TOPIC,
+        }
+    }
+}
 
 /// Largest gossip message accepted or sent (gossipsub's `max_transmit_size`).
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
@@ -53,6 +78,15 @@ pub struct Heartbeat {
     /// Whether the agent belongs to a Raft cluster (agents that do not are candidates
     /// for forming one with `--bootstrap-expect`).
     pub member: bool,
+    /// Whether the agent may form a cluster (it was given `--bootstrap-expect` or `--dev`);
+    /// an agent given only `--join` never does and is never counted as a founder.
+    pub forms: bool,
+    /// The id of the cluster the agent belongs to, once it has one: agents of another
+    /// cluster ignore the heartbeat (and never add the agent as a learner).
+    pub cluster: Option<String>,
+    /// False once the agent cannot take part any more (its consensus core stopped): it is
+    /// about to exit, and others mark it down at once instead of after the grace period.
+    pub healthy: bool,
 }
 
 /// Load of one GPU, as last sampled by its agent.
@@ -139,6 +173,9 @@ mod tests {
                 busy: true,
             }],
             member: true,
+            forms: true,
+            cluster: Some("0123456789abcdef0123456789abcdef".into()),
+            healthy: true,
         })
     }
 

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{MeshRequest, MeshResponse, MAX_RPC_BYTES};
 use super::event::PeerInfo;
-use super::gossip::Gossip;
+use super::gossip::{Gossip, Topic};
 use super::MeshError;
 
 /// Room left in a frame for the envelope around a body.
@@ -25,8 +25,12 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<MeshResponse, MeshError>>,
     },
     Publish {
+        topic: Topic,
         gossip: Gossip,
         reply: oneshot::Sender<Result<(), MeshError>>,
+    },
+    SubscribeSoft {
+        subscribed: bool,
     },
     Dial {
         addr: Multiaddr,
@@ -136,7 +140,22 @@ impl MeshHandle {
     /// Publishes `gossip` to every subscribed peer. Fails with [`MeshError::Publish`] while
     /// no peer is subscribed yet (normal right after start; heartbeats can ignore it).
     pub async fn publish(&self, gossip: Gossip) -> Result<(), MeshError> {
-        self.ask(|reply| Command::Publish { gossip, reply }).await?
+        self.publish_to(Topic::Soft, gossip).await
+    }
+
+    /// Publishes `gossip` on `topic`.
+    pub async fn publish_to(&self, topic: Topic, gossip: Gossip) -> Result<(), MeshError> {
+        self.ask(|reply| Command::Publish { topic, gossip, reply }).await?
+    }
+
+    /// Subscribes to the soft-state topic ([`super::GOSSIP_TOPIC`]) or leaves it: a member
+    /// that does not vote leaves it, so that it never receives the heartbeats of every
+    /// other agent (the voters and agents outside a cluster stay).
+    pub async fn subscribe_soft(&self, subscribed: bool) -> Result<(), MeshError> {
+        self.commands
+            .send(Command::SubscribeSoft { subscribed })
+            .await
+            .map_err(|_| MeshError::Shutdown)
     }
 
     /// Dials an address (with or without `/p2p/<peer id>`).

@@ -58,7 +58,7 @@ pub use codec::{Channel, MeshRequest, MeshResponse, MAX_RPC_BYTES};
 pub use config::MeshConfig;
 pub use error::MeshError;
 pub use event::{InboundRequest, MeshEvent, PeerInfo, Responder};
-pub use gossip::{Gossip, GpuLoad, Heartbeat, ProfileNews, GOSSIP_TOPIC, MAX_GOSSIP_BYTES};
+pub use gossip::{Gossip, GpuLoad, Heartbeat, ProfileNews, Topic, GOSSIP_TOPIC, MAX_GOSSIP_BYTES, VOTERS_TOPIC};
 pub use handle::{MeshHandle, MeshStats};
 pub use identity::load_or_create_keypair;
 pub use libp2p::{Multiaddr, PeerId};
@@ -95,8 +95,10 @@ pub async fn spawn(
         peers: HashMap::new(),
         join: config.join.clone(),
         topic: IdentTopic::new(GOSSIP_TOPIC),
+        voters_topic: IdentTopic::new(VOTERS_TOPIC),
         request_timeout: config.request_timeout,
         rejoin_interval: config.rejoin_interval,
+        max_discovery_links: config.max_discovery_links,
         counters: counters.clone(),
     };
     for addr in &config.join {

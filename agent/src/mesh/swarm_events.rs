@@ -74,9 +74,13 @@ impl SwarmLoop {
                 tracing::debug!(%peer, %failure, "ping failed, closing connection");
                 self.swarm.close_connection(connection);
             }
-            // Small clusters keep a full mesh: Raft and gossip want direct links.
+            // Discovery links up to a bound, not a full mesh: links cost pings, identify and
+            // gossip control traffic per peer, so a full mesh makes every agent's cost grow
+            // with the mesh. Raft and log requests dial whom they need (the leader reaches
+            // every member), and gossip crosses the mesh through these links.
             MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
-                if !self.swarm.is_connected(&peer) =>
+                if !self.swarm.is_connected(&peer)
+                    && self.swarm.connected_peers().count() < self.max_discovery_links =>
             {
                 self.dial_peer(peer)
             }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::behaviour::MeshBehaviour;
 use super::codec::{MeshResponse, WireRequest};
 use super::event::{InboundRequest, MeshEvent, PeerInfo};
-use super::gossip::{GOSSIP_TOPIC, MAX_GOSSIP_BYTES};
+use super::gossip::MAX_GOSSIP_BYTES;
 use super::handle::{Command, Counters};
 use super::MeshError;
 
@@ -53,8 +53,10 @@ pub(super) struct SwarmLoop {
     pub(super) peers: HashMap<PeerId, PeerState>,
     pub(super) join: Vec<Multiaddr>,
     pub(super) topic: IdentTopic,
+    pub(super) voters_topic: IdentTopic,
     pub(super) request_timeout: Duration,
     pub(super) rejoin_interval: Duration,
+    pub(super) max_discovery_links: usize,
     pub(super) counters: Arc<Counters>,
 }
 
@@ -110,8 +112,19 @@ impl SwarmLoop {
                     .send_request(&peer, WireRequest::Valid(request));
                 self.outbound.insert(id, reply);
             }
-            Command::Publish { gossip, reply } => {
-                let _ = reply.send(self.publish(&gossip));
+            Command::Publish { topic, gossip, reply } => {
+                let _ = reply.send(self.publish(topic, &gossip));
+            }
+            Command::SubscribeSoft { subscribed } => {
+                let topic = self.topic.clone();
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                if subscribed {
+                    if let Err(err) = gossipsub.subscribe(&topic) {
+                        tracing::warn!(%err, "cannot subscribe to the soft-state topic");
+                    }
+                } else {
+                    gossipsub.unsubscribe(&topic);
+                }
             }
             Command::Dial { addr, reply } => {
                 let _ = reply.send(self.dial_addr(addr));
@@ -139,7 +152,7 @@ impl SwarmLoop {
         }
     }
 
-    fn publish(&mut self, gossip: &super::gossip::Gossip) -> Result<(), MeshError> {
+    fn publish(&mut self, topic: super::gossip::Topic, gossip: &super::gossip::Gossip) -> Result<(), MeshError> {
         let bytes = gossip.encode().map_err(MeshError::Publish)?;
         if bytes.len() > MAX_GOSSIP_BYTES {
             return Err(MeshError::TooLarge {
@@ -147,11 +160,15 @@ impl SwarmLoop {
                 limit: MAX_GOSSIP_BYTES,
             });
         }
-        let topic = self.topic.clone();
-        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+        let ident = match topic {
+            super::gossip::Topic::Soft => self.topic.clone(),
+            super::gossip::Topic::Voters => self.voters_topic.clone(),
+        };
+        match self.swarm.behaviour_mut().gossipsub.publish(ident, bytes) {
             Ok(_) => Ok(()),
             Err(PublishError::NoPeersSubscribedToTopic) => Err(MeshError::Publish(format!(
-                "no peer subscribed to {GOSSIP_TOPIC} yet"
+                "no peer subscribed to {} yet",
+                topic.name()
             ))),
             Err(err) => Err(MeshError::Publish(err.to_string())),
         }

@@ -67,6 +67,12 @@ pub struct SchedulerConfig {
     /// Planner the leader uses: `local-search` (Saturn) or a baseline such as
     /// `max-heuristic` (current practice), for measuring what Saturn's planning is worth.
     pub solver: String,
+    /// When a sweep's early-stopping rule stops a job, re-plan the remaining jobs at once
+    /// (the freed GPUs go to the survivors; the switch-cost rule still applies). With
+    /// `false` a stop triggers no re-plan: the committed plan is followed (its later jobs
+    /// take the freed GPUs as list scheduling allows) until something else re-plans —
+    /// the baseline "early stopping alone". Default true.
+    pub early_stop_replan: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -91,6 +97,7 @@ impl Default for SchedulerConfig {
             preempt_min_gain_s: 0.0,
             dispatch_cooldown_ms: 5_000,
             solver: "local-search".to_string(),
+            early_stop_replan: true,
         }
     }
 }

@@ -9,6 +9,10 @@
 //!    (`profiling_hold_ms`): their trials go first, and the submission is planned whole;
 //! 5. trials on the GPUs that are still free.
 //!
+//! Early stops ([`early_stop`](super::early_stop)) are decided after the job phases and
+//! before the instance is built, so a stopped job's GPUs are planned for the others in
+//! the same round: a stop forces an immediate re-plan (unless `early_stop_replan` is off).
+//!
 //! Each decider's commands are applied to a scratch copy of the state before the next
 //! decider runs ([`ClusterState::apply`] is pure), so later deciders see earlier
 //! decisions (no GPU handed out twice in a round) and a command the state machine would
@@ -21,6 +25,7 @@ use saturn_consensus::{ClusterState, Command, CommandResult};
 use super::agents::decide_membership;
 use super::context::SchedContext;
 use super::dispatch::{decide_dispatch, plan_stale_reason};
+use super::early_stop::decide_early_stops;
 use super::instance::{build_instance, PlanningInstance};
 use super::planning::{fingerprint, replan, PlanningMemory};
 use super::profile_stats::profiling_stats;
@@ -71,6 +76,16 @@ impl SchedulerCore {
         let held = held_by_profiling(&round.scratch, &unrunnable, ctx);
         self.stats.unrunnable = unrunnable;
 
+        let stops = decide_early_stops(&round.scratch, ctx.now_ms);
+        let before_stops = (!stops.is_empty() && !config.early_stop_replan)
+            .then(|| fingerprint(&build_instance(&round.scratch, &book, &hosts, config)));
+        let stopped = round.propose(stops);
+        self.stats.early_stops += stopped as u64;
+        if stopped > 0 && config.early_stop_replan {
+            tracing::info!(stopped, "early stopping freed GPUs: re-planning the remaining jobs now");
+            self.memory.force_now();
+        }
+
         let planning = build_instance(&round.scratch, &book, &hosts, config);
         let stale = plan_stale_reason(&round.scratch, &hosts);
         if let Some(why) = &stale {
@@ -78,6 +93,9 @@ impl SchedulerCore {
             self.memory.force();
         }
         let print = fingerprint(&planning);
+        if let Some(before) = before_stops {
+            self.memory.carry_over(before, print);
+        }
         if let Some(reason) = self.memory.due(print, ctx.now_ms, config) {
             self.memory.solved(print, ctx.now_ms);
             match replan(&round.scratch, &planning, ctx, stale.is_some()) {
@@ -141,12 +159,15 @@ struct Round {
 }
 
 impl Round {
-    fn propose(&mut self, commands: Vec<Command>) {
+    /// Applies `commands` to the scratch state and keeps those it accepts; returns how many.
+    fn propose(&mut self, commands: Vec<Command>) -> usize {
+        let before = self.commands.len();
         for command in commands {
             match self.scratch.apply(&command) {
                 CommandResult::Rejected(why) => tracing::debug!("not proposing {command:?}: {why}"),
                 _ => self.commands.push(command),
             }
         }
+        self.commands.len() - before
     }
 }

@@ -14,6 +14,8 @@
 //!   against the full grid.
 //! - [`instance`]: state → planner instance; [`planning`]: when to re-plan, commit and
 //!   preempt; [`dispatch`]: the list-scheduling executor of the committed plan.
+//! - [`early_stop`]: a sweep's early-stopping rule (ASHA, median) over the replicated
+//!   rung records: which jobs to stop.
 //! - [`core`]: one round of all deciders over one snapshot; [`stats`]: what it reports.
 
 pub mod agents;
@@ -22,6 +24,7 @@ pub mod context;
 pub mod core;
 pub mod curve;
 pub mod dispatch;
+pub mod early_stop;
 pub mod error;
 pub mod free_gpus;
 pub mod instance;

@@ -73,6 +73,21 @@ impl PlanningMemory {
         }
     }
 
+    /// Asks for a re-plan now, debounce or not (a job was stopped early: its GPUs are
+    /// free for the others at once).
+    pub fn force_now(&mut self) {
+        self.forced = true;
+        self.last_solve_ms = None;
+    }
+
+    /// Takes the instance `new` as solved when `old` was: a change that must not cause
+    /// a re-plan by itself (early stops, with `early_stop_replan` off).
+    pub fn carry_over(&mut self, old: u64, new: u64) {
+        if self.last_fingerprint == Some(old) {
+            self.last_fingerprint = Some(new);
+        }
+    }
+
     /// Whether the instance with this fingerprint still waits for its solve.
     pub fn pending(&self, fingerprint: u64) -> bool {
         self.last_fingerprint != Some(fingerprint)

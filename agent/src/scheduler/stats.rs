@@ -28,6 +28,8 @@ pub struct SchedulerStats {
     pub preemptions_decided: u64,
     /// Proposals the state machine rejected (the round is then re-decided).
     pub proposals_rejected: u64,
+    /// Early stops (`StopJob`) this leader decided.
+    pub early_stops: u64,
     /// Profiling cost against the full grid (from replicated state).
     pub profiling: ProfilingStats,
     /// Jobs that cannot run on the up hosts, and why.

@@ -40,6 +40,7 @@ pub fn spec(name: &str, group: &str, techniques: &[&str], min: u32, max: u32) ->
         profile_group: group.into(),
         max_restarts: 1,
         profile: BTreeMap::new(),
+        early_stop: None,
     }
 }
 

@@ -155,7 +155,7 @@ impl Simulation<'_> {
                 say!("SATURN step={step}");
                 if reports.is_multiple_of(REPORTS_PER_METRIC) || step == end {
                     let noise = 1.0 + 0.002 * self.rng.gen_range(-1.0..=1.0);
-                    say!("SATURN metric loss={:.4}", loss_at(step, self.args.lr, self.args.batch_size) * noise);
+                    say!("SATURN metric loss={:.4}", self.args.loss_curve().at(step) * noise);
                 }
             }
             if trial.is_none() && step.is_multiple_of(checkpoint_every) && step < end {
@@ -222,13 +222,6 @@ impl Simulation<'_> {
     }
 }
 
-/// A plausible training loss: falls fast, then slowly towards a floor; a larger
-/// learning rate or batch size moves along the curve faster.
-pub fn loss_at(step: u64, lr: f64, batch_size: u32) -> f64 {
-    let speed = 0.002 * (lr / 1e-4).sqrt() * (f64::from(batch_size) / 32.0).powf(0.25);
-    1.2 + 3.0 / (1.0 + speed * step as f64).powf(0.6)
-}
-
 fn write_record(path: Option<&std::path::Path>, segment: &SegmentRecord) {
     if let Some(path) = path {
         if let Err(err) = record::append(path, segment) {
@@ -242,18 +235,6 @@ fn now_ms() -> u64 {
 }
 
 /// A stable hash (FNV-1a), so the default seed is the same on every build.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loss_falls_and_a_larger_learning_rate_falls_faster() {
-        assert!(loss_at(0, 1e-4, 32) > loss_at(1000, 1e-4, 32));
-        assert!(loss_at(1000, 1e-3, 32) < loss_at(1000, 1e-4, 32));
-        assert!(loss_at(1_000_000, 1e-4, 32) > 1.2);
-    }
 }

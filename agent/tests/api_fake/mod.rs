@@ -74,6 +74,7 @@ pub fn spec(name: &str) -> JobSpec {
         profile_group: name.into(),
         max_restarts: 0,
         profile: [("ddp".to_string(), [(1u32, 0.5)].into())].into(),
+        early_stop: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`ClusterState`] plus the last applied log id and membership, and its snapshots.
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -40,12 +41,26 @@ pub struct AppliedState {
 pub struct SharedState {
     inner: Arc<RwLock<AppliedState>>,
     applied_tx: Arc<watch::Sender<u64>>,
+    /// Test hook: once set, the next apply fails as a fatal storage error (see
+    /// [`fail_next_apply`](Self::fail_next_apply)).
+    failpoint: Arc<AtomicBool>,
 }
 
 impl SharedState {
     fn new(applied: AppliedState) -> Self {
         let index = applied.last_applied.map_or(0, |id| id.index);
-        SharedState { inner: Arc::new(RwLock::new(applied)), applied_tx: Arc::new(watch::channel(index).0) }
+        SharedState {
+            inner: Arc::new(RwLock::new(applied)),
+            applied_tx: Arc::new(watch::channel(index).0),
+            failpoint: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Test hook: makes the next apply fail with a storage error, which stops openraft's
+    /// core for good (as a failing disk would). Used to test that an agent whose
+    /// consensus core died says so and exits.
+    pub fn fail_next_apply(&self) {
+        self.failpoint.store(true, Ordering::SeqCst);
     }
 
     /// Read access. Do not hold the guard across an `.await`.
@@ -174,6 +189,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if self.shared.failpoint.load(Ordering::SeqCst) {
+            let why = std::io::Error::other("failpoint: apply fails (test hook)");
+            return Err(StorageError::IO { source: StorageIOError::write(AnyError::new(&why)) });
+        }
         let mut results = Vec::new();
         let last_index = {
             let mut applied = self.shared.write();

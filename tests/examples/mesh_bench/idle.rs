@@ -8,26 +8,7 @@ use saturn_tests::Harness;
 use crate::cluster::steady;
 use crate::report::Table;
 
-/// Clock ticks per second of `/proc/PID/stat` (USER_HZ, 100 on every Linux ABI).
-const USER_HZ: f64 = 100.0;
-
-/// A `/proc/PID/status` field in kB (`VmRSS`, `VmHWM`) or a count (`Threads`).
-fn proc_status(pid: u32, field: &str) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
-    let line = text.lines().find(|l| l.starts_with(&format!("{field}:"))).with_context(|| format!("no {field} for {pid}"))?;
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).with_context(|| format!("bad {field} line: {line}"))
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name may hold spaces; fields are counted after its closing parenthesis.
-    let after = text.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of proc(5); `after` starts at field 3.
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).context("malformed /proc stat");
-    Ok(field(14)? + field(15)?)
-}
+use crate::procfs::{cpu_ticks, proc_status, USER_HZ};
 
 fn mib(kb: u64) -> String {
     format!("{:.1}", kb as f64 / 1024.0)

@@ -25,6 +25,7 @@ mod cluster;
 mod failover;
 mod gossip;
 mod idle;
+mod procfs;
 mod report;
 mod submit;
 

@@ -49,6 +49,12 @@ impl Table {
         Table { title: title.to_string(), headers: headers.iter().map(ToString::to_string).collect(), rows: Vec::new() }
     }
 
+    /// How many cells a row has (scale_bench pads the row of a size that failed).
+    #[allow(dead_code)]
+    pub fn columns(&self) -> usize {
+        self.headers.len()
+    }
+
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }

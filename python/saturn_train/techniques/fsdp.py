@@ -1,0 +1,53 @@
+"""`fsdp`: FSDP2 (`fully_shard`), one unit per block plus the root; bf16 compute on GPU."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from ..task import Batch
+from .base import FullState, Knobs, Technique, dsd_full_state, dsd_load_full_state, split
+from .ddp import mean_over_ranks
+
+
+class FSDP(Technique):
+    """Parameters, gradients and optimizer state sharded over the ranks."""
+
+    name = "fsdp"
+    needs_blocks = True
+
+    @classmethod
+    def default_knobs(cls, ctx, task) -> Knobs:
+        return {"reshard_after_forward": True}
+
+    @classmethod
+    def knob_space(cls, ctx, task) -> list[Knobs]:
+        return [{"reshard_after_forward": True}, {"reshard_after_forward": False}]
+
+    def setup(self, example: Batch) -> None:
+        model = self.build_model().to(self.ctx.device)
+        mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+              if self.ctx.is_cuda else MixedPrecisionPolicy())
+        reshard = bool(self.knobs["reshard_after_forward"])
+        for block in self.blocks_of(model):
+            fully_shard(block, mp_policy=mp, reshard_after_forward=reshard)
+        fully_shard(model, mp_policy=mp, reshard_after_forward=reshard)
+        self.model = model
+        self.opt = self.make_optimizer(model.parameters())
+
+    def train_step(self, batch: Batch) -> float:
+        inputs, targets = self.to_device(split(batch, self.ctx.rank, self.ctx.world_size))
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.task.loss(self.model(inputs), targets)
+        loss.backward()
+        self.opt.step()
+        return mean_over_ranks(loss)
+
+    def full_state(self) -> Optional[FullState]:
+        state = dsd_full_state(self.model, self.opt)
+        return state if self.ctx.rank == 0 else None
+
+    def load_full_state(self, state: FullState) -> None:
+        dsd_load_full_state(self.model, self.opt, state)
