@@ -8,8 +8,10 @@
 //! - [`executor`]: starts and supervises job processes, parses their stdout protocol.
 //! - [`synth_job`]: the simulated training job (`saturn synth-job`).
 //! - [`mesh`]: the libp2p swarm: discovery, gossip, request-response.
+//! - [`checkpoint`]: checkpoint copies: digest, store, replication and fetch over the mesh.
 
 pub mod api;
+pub mod checkpoint;
 pub mod cli;
 pub mod daemon;
 pub mod config;

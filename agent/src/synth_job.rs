@@ -6,7 +6,8 @@
 //! profiling and planning have something real to measure without GPUs.
 //!
 //! Exit status: 0 completed, profiled or stopped by SIGTERM after checkpointing;
-//! 1 a (simulated or real) failure; 2 bad arguments, environment or checkpoint;
+//! 1 a (simulated or real) failure; 2 bad arguments, environment, or a checkpoint to
+//! resume from that is missing or damaged;
 //! 3 simulated out-of-memory or another configuration the technique cannot run.
 
 pub mod checkpoint;
@@ -66,6 +67,9 @@ pub struct SynthJobArgs {
     /// Fail (exit 1) at once, every attempt.
     #[arg(long)]
     pub fail_always: bool,
+    /// Bytes of "model" each checkpoint writes (verified on resume).
+    #[arg(long, env = "SATURN_SYNTH_CHECKPOINT_BYTES", default_value_t = 64 * 1024)]
+    pub checkpoint_bytes: u64,
 }
 
 impl SynthJobArgs {

@@ -107,6 +107,41 @@ pub struct JobView {
     /// Metric history (name → [step, value] points), only in the one-job view.
     #[serde(default)]
     pub metric_history: BTreeMap<String, Vec<(u64, f64)>>,
+    /// The newest checkpoint and where its copies are; `null` before the first.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointView>,
+    /// What happened to the job that people should see (checkpoint refusals,
+    /// fallbacks to an older checkpoint, ...), oldest first.
+    #[serde(default)]
+    pub events: Vec<JobEventView>,
+}
+
+/// A job's newest checkpoint, in [`JobView`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointView {
+    /// Its step.
+    pub step: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256 content digest.
+    pub digest: String,
+    /// Hosts holding a verified copy.
+    pub copies: Vec<String>,
+    /// Copies wanted in all.
+    pub copies_wanted: u32,
+    /// Every step still kept.
+    pub steps: Vec<u64>,
+    /// Checkpoint bytes copied between hosts for this job so far.
+    pub bytes_replicated: u64,
+}
+
+/// One job event in [`JobView`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobEventView {
+    /// RFC 3339 time.
+    pub at: String,
+    /// What happened.
+    pub text: String,
 }
 
 /// `GET /v1/jobs`.

@@ -76,15 +76,34 @@ async fn sigterm_checkpoints_and_a_restart_resumes_from_there() {
 }
 
 #[tokio::test]
-async fn a_resume_without_its_checkpoint_warns_and_continues() {
+async fn a_resume_without_its_checkpoint_fails() {
     let mut h = Harness::new().await;
     let mut spec = synth(&h, "j-nockpt", 30, &["--time-scale", "0.01"]);
     spec.start_step = 25;
     h.table.ensure_running(&spec).await;
     let events = h.run_to_exit(&spec.key()).await;
-    assert_eq!(exit_of(&events).0, Some(0));
-    assert_eq!(steps(&events).first().copied().map(|s| s > 25), Some(true));
-    assert!(log_text(&h.table.log_path(&spec.key())).contains("warning: no checkpoint at step 25"));
+    assert_eq!(exit_of(&events).0, Some(2), "a resume the agent cannot back with a checkpoint is an error");
+    assert!(steps(&events).is_empty());
+    assert!(log_text(&h.table.log_path(&spec.key())).contains("no checkpoint at step 25"));
+}
+
+#[tokio::test]
+async fn a_resume_from_a_damaged_checkpoint_fails() {
+    let mut h = Harness::new().await;
+    let first = synth(&h, "j-damaged", 20, &["--time-scale", "0.01", "--checkpoint-every", "10"]);
+    h.table.ensure_running(&first).await;
+    assert_eq!(exit_of(&h.run_to_exit(&first.key()).await).0, Some(0));
+    let data = first.checkpoint_dir.join("synth-checkpoint-10.bin");
+    let mut bytes = std::fs::read(&data).expect("the checkpoint at step 10 wrote real bytes");
+    assert_eq!(bytes.len(), 64 * 1024, "the default checkpoint size");
+    bytes[7] ^= 0x01;
+    std::fs::write(&data, bytes).unwrap();
+    let mut second = synth(&h, "j-damaged", 20, &["--time-scale", "0.01", "--checkpoint-every", "10"]);
+    second.attempt = 2;
+    second.start_step = 10;
+    h.table.ensure_running(&second).await;
+    assert_eq!(exit_of(&h.run_to_exit(&second.key()).await).0, Some(2));
+    assert!(log_text(&h.table.log_path(&second.key())).contains("damaged"));
 }
 
 #[tokio::test]

@@ -44,6 +44,16 @@ impl ClusterState {
             Command::AgentDown { name, at_ms } => self.agent_down(name, *at_ms),
             Command::FailJob { job, reason, at_ms } => self.fail(job, reason, *at_ms),
             Command::StopJob { job, reason, at_ms } => self.stop_early(job, reason, *at_ms),
+            Command::CheckpointCopied { job, step, host, digest, bytes, at_ms } => {
+                self.checkpoint_copied(job, *step, host, digest, *bytes, *at_ms)
+            }
+            Command::CheckpointDropped { job, step, host, reason, at_ms } => {
+                self.checkpoint_dropped(job, *step, host, reason, *at_ms)
+            }
+            Command::CheckpointRootMarked { marker } => {
+                self.checkpoint_root_marker.get_or_insert_with(|| marker.clone());
+                Ok(CommandResult::Applied)
+            }
         };
         outcome.unwrap_or_else(|rejection| {
             self.counters.rejected += 1;
@@ -172,6 +182,7 @@ impl ClusterState {
             reported_progress: false,
             metrics: Vec::new(),
             return_state,
+            resumed: false,
         });
         for host_gpus in placement {
             for gpu in &host_gpus.gpus {
@@ -239,6 +250,9 @@ impl ClusterState {
                 }
             }
             AttemptEvent::Exited { code, error } => self.attempt_exited(id, *code, error.clone(), at_ms),
+            AttemptEvent::CheckpointStored { .. } | AttemptEvent::CheckpointRefused { .. } | AttemptEvent::Resumed { .. } => {
+                return self.checkpoint_event(id, event, at_ms);
+            }
         }
         Ok(CommandResult::Applied)
     }
@@ -373,6 +387,9 @@ impl JobRecord {
             metrics: Vec::new(),
             rungs: Vec::new(),
             stop_reason: None,
+            checkpoints: Default::default(),
+            notes: Vec::new(),
+            bytes_replicated: 0,
         }
     }
 
@@ -429,6 +446,6 @@ fn merge_metrics(into: &mut Vec<(String, f64)>, new: &[(String, f64)]) {
     }
 }
 
-fn wrong_state(id: &JobId, why: String) -> Rejection {
+pub(crate) fn wrong_state(id: &JobId, why: String) -> Rejection {
     Rejection::WrongState { job: id.clone(), why }
 }

@@ -131,6 +131,45 @@ pub enum Command {
         /// When the leader decided.
         at_ms: u64,
     },
+    // Checkpoint commands (issue 12), kept together.
+    /// `host` holds a verified copy of checkpoint `step` of `job` (a replica it pulled,
+    /// or a copy fetched before a resume): recorded only if the step is recorded with
+    /// the same digest.
+    CheckpointCopied {
+        /// The job.
+        job: JobId,
+        /// The checkpoint step.
+        step: u64,
+        /// The host that verified its copy.
+        host: String,
+        /// The digest it verified (must equal the record's).
+        digest: String,
+        /// Bytes it transferred to get the copy.
+        bytes: u64,
+        /// When it finished.
+        at_ms: u64,
+    },
+    /// `host` no longer holds (or refuses to take) a copy of checkpoint `step` of `job`:
+    /// its copy was found corrupt, or it has no room. It is not chosen again as a
+    /// replica target of that step.
+    CheckpointDropped {
+        /// The job.
+        job: JobId,
+        /// The checkpoint step.
+        step: u64,
+        /// The host.
+        host: String,
+        /// Why, for people (becomes a job note).
+        reason: String,
+        /// When it decided.
+        at_ms: u64,
+    },
+    /// The id of the marker file in the cluster's shared `--checkpoint-root`: the first
+    /// one proposed is kept; every agent with a checkpoint root checks its root holds it.
+    CheckpointRootMarked {
+        /// The marker's random id.
+        marker: String,
+    },
 }
 
 /// The waiting states a scheduler may move a job between with [`Command::SetJobPhase`].
@@ -183,6 +222,38 @@ pub enum AttemptEvent {
         code: Option<i32>,
         /// Why, when it did not end well (spawn failure, signal, ...).
         error: Option<String>,
+    },
+    // Checkpoint events (issue 12), kept together.
+    /// `SATURN checkpoint step=N`, verified: the rank-0 host snapshotted the checkpoint
+    /// directory and holds this copy. Replaces any earlier record of the same step.
+    CheckpointStored {
+        /// The durable step.
+        step: u64,
+        /// Total bytes.
+        size: u64,
+        /// Number of files.
+        files: u32,
+        /// Hex content digest.
+        digest: String,
+        /// Copies wanted in all (1 + the writer's `--checkpoint-replicas`).
+        copies_wanted: u32,
+    },
+    /// `SATURN checkpoint step=N` that the agent could not accept (no directory, a
+    /// symlink out of it, over the size cap, ...): the job keeps its previous checkpoint.
+    CheckpointRefused {
+        /// The step the job announced.
+        step: u64,
+        /// Why, for people.
+        reason: String,
+    },
+    /// The rank-0 host restored checkpoint `step` (0: a fresh start) into the attempt's
+    /// checkpoint directory and will start the processes with `SATURN_START_STEP=step`.
+    /// Newer checkpoint records are dropped: the job's history continues from `step`.
+    Resumed {
+        /// The step actually present.
+        step: u64,
+        /// Why it is not the newest recorded step, when it is not.
+        note: Option<String>,
     },
 }
 

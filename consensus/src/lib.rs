@@ -40,6 +40,7 @@
 //! - [`command`]: [`Command`] (the only way state changes), [`CommandResult`], [`Rejection`].
 //! - [`state`]: [`ClusterState`] and its records and queries; [`apply`] holds the
 //!   deterministic transitions ([`ClusterState::apply`]).
+//! - [`checkpoint`]: per-job checkpoint records ([`CheckpointRecord`]) and job notes.
 //! - [`proposal`]: what a log entry carries; retry de-duplication.
 //! - [`consensus_node`]: [`ConsensusNode`], the handle (propose, read, watch, metrics,
 //!   membership, shutdown); [`config`]: [`NodeConfig`]; [`metrics`]: [`NodeMetrics`].
@@ -57,6 +58,7 @@
 pub mod apply;
 mod batcher;
 pub mod cluster_id;
+pub mod checkpoint;
 pub mod codec;
 pub mod command;
 pub mod config;
@@ -81,6 +83,7 @@ pub use command::{
     ProfileResult, Rejection, StoredPlan, STEP_TIME_METRIC,
 };
 pub use early_stop::{EarlyStop, MetricMode, RungRecord, StopRule};
+pub use checkpoint::{CheckpointRecord, JobNote};
 pub use job::{HostGpus, JobId, JobSpec, Placement};
 pub use node::{node_id_for_peer, AgentNode, GpuInfo, NodeId};
 pub use raft_types::TypeConfig;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::early_stop::RungRecord;
+use crate::checkpoint::{CheckpointRecord, JobNote};
 use crate::command::{Attempt, DispatchKind, ProfileKey, ProfileResult, StoredPlan};
 use crate::job::{JobId, JobSpec, Placement};
 use crate::node::{AgentNode, GpuInfo};
@@ -105,6 +106,11 @@ pub struct LiveAttempt {
     /// The waiting state the job returns to when this attempt ends without finishing
     /// the job (the job's state before the dispatch for a trial, `scheduled` otherwise).
     pub return_state: JobState,
+    /// Whether its rank-0 host has reported the step it actually restored
+    /// ([`AttemptEvent::Resumed`](crate::AttemptEvent)); `start_step` is final then, and
+    /// only then may a training attempt's processes start.
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 /// A job: what the user asked for and where it stands.
@@ -151,6 +157,15 @@ pub struct JobRecord {
     /// Why the sweep's early-stopping rule stopped it.
     #[serde(default)]
     pub stop_reason: Option<String>,
+    /// Its checkpoint steps and where their verified copies are.
+    #[serde(default)]
+    pub checkpoints: BTreeMap<u64, CheckpointRecord>,
+    /// What happened to it that people should see (checkpoint refusals, fallbacks, ...).
+    #[serde(default)]
+    pub notes: Vec<JobNote>,
+    /// Checkpoint bytes copied between hosts for it (replicas and fetches).
+    #[serde(default)]
+    pub bytes_replicated: u64,
 }
 
 /// An agent as the replicated state knows it.
@@ -220,6 +235,10 @@ pub struct ClusterState {
     pub plan_epoch: u64,
     /// Running totals.
     pub counters: Counters,
+    /// The id in the marker file of the cluster's shared checkpoint root, once one agent
+    /// with `--checkpoint-root` has written it.
+    #[serde(default)]
+    pub checkpoint_root_marker: Option<String>,
 }
 
 impl ClusterState {

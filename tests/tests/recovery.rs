@@ -1,8 +1,9 @@
 //! Scenarios: an agent dies (`kill -9`) while it runs training attempts that have
 //! checkpointed. First a follower, then the leader. The dead agent's jobs resume on the
-//! survivors from their last reported checkpoint, never earlier: `job status` never shows
-//! them below it, and the jobs' own records show every new attempt starting at or past
-//! it. Every job completes, and no job ever runs two attempts at once. Last, the leader
+//! survivors from their last replicated checkpoint, never earlier: `job status` never
+//! shows them below it, and the jobs' own records show every new attempt starting at or
+//! past it (the simulated job verifies the checkpoint bytes it resumes from and fails
+//! when they are missing or wrong, so a resume is a real one). Every job completes, and no job ever runs two attempts at once. Last, the leader
 //! dies while trial runs are in flight: the next leader finishes profiling and the sweep.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use saturn_agent::cli::client::{encode_query, ApiClient};
+use saturn_agent::cli::client::ApiClient;
 use saturn_agent::views::{JobView, JobsView};
 use saturn_tests::records::Record;
 use saturn_tests::records::{read, segments};
@@ -123,9 +124,9 @@ fn check_progress_kept(job: &str, segments: &[Record]) -> Result<()> {
     Ok(())
 }
 
-/// Among `candidates`, an agent whose every training attempt has reported a checkpoint
-/// that is committed, with each job's (attempt, checkpoint). A checkpoint line counts as
-/// committed once a later step is: one reporter proposes an agent's events in order.
+/// Among `candidates`, an agent whose every training attempt has a checkpoint recorded
+/// with all its copies (the writer's and its replica: what survives the writer), with
+/// each job's (attempt, checkpoint).
 async fn checkpointed_on(harness: &Harness, candidates: &[usize], ask: usize) -> Result<Option<(usize, Vec<Cut>)>> {
     let jobs = harness.jobs(ask).await?;
     for &i in candidates {
@@ -135,20 +136,13 @@ async fn checkpointed_on(harness: &Harness, candidates: &[usize], ask: usize) ->
         if here.is_empty() {
             continue;
         }
-        let mut cuts = Vec::new();
-        for job in &here {
-            let path = format!("/v1/jobs/{}/logs?tail=200", encode_query(&job.id));
-            let log = harness.client(ask).get_text(&path).await?;
-            let checkpoint = log
-                .lines()
-                .filter_map(|line| line.trim().strip_prefix("SATURN checkpoint step=")?.parse::<u64>().ok())
-                .filter(|step| *step < job.steps_done)
-                .max();
-            match checkpoint {
-                Some(step) => cuts.push(Cut { job: job.id.clone(), attempt: job.attempt, checkpoint: step }),
-                None => break,
-            }
-        }
+        let cuts: Vec<Cut> = here
+            .iter()
+            .filter_map(|job| {
+                let ckpt = job.checkpoint.as_ref().filter(|c| c.step > 0 && c.copies.len() >= c.copies_wanted as usize)?;
+                Some(Cut { job: job.id.clone(), attempt: job.attempt, checkpoint: ckpt.step })
+            })
+            .collect();
         if cuts.len() == here.len() {
             return Ok(Some((i, cuts)));
         }

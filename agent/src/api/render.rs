@@ -4,7 +4,7 @@ use saturn_consensus::{ClusterState, JobRecord, JobState, Placement};
 
 use super::services::{RaftView, SoftView};
 use crate::views::{
-    AgentView, GpuView, JobView, PlacementView, PlanAssignmentView, PlanView, StatusView,
+    AgentView, CheckpointView, GpuView, JobEventView, JobView, PlacementView, PlanAssignmentView, PlanView, StatusView,
 };
 
 /// RFC 3339 text of a Unix-milliseconds time.
@@ -101,7 +101,22 @@ pub fn job(record: &JobRecord, now_ms: u64) -> JobView {
         metrics: record.metrics.iter().cloned().collect(),
         eta_s: eta(record, now_ms),
         metric_history: Default::default(),
+        checkpoint: checkpoint_view(record),
+        events: record.notes.iter().map(|note| JobEventView { at: rfc3339(note.at_ms), text: note.text.clone() }).collect(),
     }
+}
+
+fn checkpoint_view(record: &JobRecord) -> Option<CheckpointView> {
+    let (step, copy) = record.newest_checkpoint()?;
+    Some(CheckpointView {
+        step,
+        size: copy.size,
+        digest: copy.digest.clone(),
+        copies: copy.holders.iter().cloned().collect(),
+        copies_wanted: copy.copies_wanted,
+        steps: record.checkpoints.keys().copied().collect(),
+        bytes_replicated: record.bytes_replicated,
+    })
 }
 
 /// Seconds to completion of a running job, from its average rate in this attempt.

@@ -109,6 +109,8 @@ fn run(config: AgentConfig) -> Result<()> {
         kill_grace: config.kill_grace,
         scheduler,
         job_env,
+        checkpoint_root: config.checkpoint_root.clone(),
+        checkpoint: config.checkpoint.clone(),
     };
     if config.dev {
         tracing::info!(data_dir = %config.data_dir.display(), "dev mode: one agent, simulated GPUs, temporary data dir");

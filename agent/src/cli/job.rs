@@ -251,6 +251,14 @@ pub fn render_job(job: &JobView) -> String {
     for (name, value) in &job.metrics {
         field(&format!("metric {name}"), format!("{value}"));
     }
+    if let Some(ckpt) = &job.checkpoint {
+        field("checkpoint", format!("step {} ({} bytes, sha256 {})", ckpt.step, ckpt.size, ckpt.digest.get(..12).unwrap_or(&ckpt.digest)));
+        field("copies", format!("{} of {} wanted: {}", ckpt.copies.len(), ckpt.copies_wanted, ckpt.copies.join(", ")));
+        field("replicated", format!("{} bytes", ckpt.bytes_replicated));
+    }
+    for event in &job.events {
+        field("event", format!("{} {}", event.at, event.text));
+    }
     out
 }
 

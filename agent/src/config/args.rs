@@ -111,4 +111,19 @@ pub struct AgentArgs {
     /// Confirms --reset-data.
     #[arg(long, requires = "reset_data")]
     pub yes_really: bool,
+    /// Checkpoints on storage every agent shares (NFS, Lustre...); without it
+    /// checkpoints are replicated over the mesh.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint_root: Option<PathBuf>,
+    /// Extra copies of each checkpoint on other agents [default: 1].
+    #[arg(long, value_name = "R")]
+    pub checkpoint_replicas: Option<u32>,
+    /// Largest checkpoint accepted, MiB; a larger one is refused with a job note
+    /// [default: 524288, 512 GiB].
+    #[arg(long, value_name = "MIB")]
+    pub checkpoint_max_mib: Option<u64>,
+    /// Checkpoint bytes this agent pulls per second, MiB, so replication never starves
+    /// Raft or gossip; 0 means unlimited [default: 200].
+    #[arg(long, value_name = "MIB")]
+    pub checkpoint_rate_mib_s: Option<u64>,
 }

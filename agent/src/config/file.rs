@@ -33,6 +33,10 @@ pub(crate) struct FileConfig {
     pub solver: Option<String>,
     pub no_introspection: Option<bool>,
     pub no_early_stop_replan: Option<bool>,
+    pub checkpoint_root: Option<PathBuf>,
+    pub checkpoint_replicas: Option<u32>,
+    pub checkpoint_max_mib: Option<u64>,
+    pub checkpoint_rate_mib_s: Option<u64>,
 }
 
 /// Parses a config file's text; `path` names it in errors and anchors relative paths:
@@ -63,6 +67,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> 
         &mut file.data_dir,
         &mut file.cluster_key_file,
         &mut file.api_token_file,
+        &mut file.checkpoint_root,
     ]
     .into_iter()
     .flatten()

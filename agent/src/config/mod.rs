@@ -128,6 +128,10 @@ pub struct AgentConfig {
     pub introspection: bool,
     /// Whether an early stop re-plans the remaining jobs at once (`--no-early-stop-replan`).
     pub early_stop_replan: bool,
+    /// `--checkpoint-root`: shared checkpoint storage, when given.
+    pub checkpoint_root: Option<PathBuf>,
+    /// `--checkpoint-replicas` and the other checkpoint knobs.
+    pub checkpoint: crate::checkpoint::CheckpointSettings,
 }
 
 impl AgentConfig {

@@ -271,6 +271,18 @@ pub fn resolve(
         solver,
         introspection: !(args.no_introspection || parsed.no_introspection.unwrap_or(false)),
         early_stop_replan: !(args.no_early_stop_replan || parsed.no_early_stop_replan.unwrap_or(false)),
+        checkpoint_root: args.checkpoint_root.clone().or(parsed.checkpoint_root),
+        checkpoint: crate::checkpoint::CheckpointSettings {
+            replicas: args.checkpoint_replicas.or(parsed.checkpoint_replicas).unwrap_or(1),
+            max_bytes: args
+                .checkpoint_max_mib
+                .or(parsed.checkpoint_max_mib)
+                .map_or(crate::checkpoint::DEFAULT_MAX_BYTES, |mib| mib.saturating_mul(1024 * 1024)),
+            rate_bytes_per_s: args
+                .checkpoint_rate_mib_s
+                .or(parsed.checkpoint_rate_mib_s)
+                .map_or(crate::checkpoint::DEFAULT_RATE_BYTES_PER_S, |mib| mib.saturating_mul(1024 * 1024)),
+        },
     })
 }
 

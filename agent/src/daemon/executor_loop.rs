@@ -21,6 +21,7 @@ use saturn_consensus::{
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{now_ms, AgentServices};
+use crate::checkpoint::{restore, take, Checkpoints};
 use super::hand_back::{preempt_before_exit, HandBacks};
 use crate::executor::{AttemptEvent, AttemptKey, AttemptSpec, Gang, ProcessEvent, ProcessTable};
 
@@ -45,8 +46,10 @@ pub struct ExecutorLoopConfig {
 }
 
 /// Runs the reconcile loop and the event reporter until `shutdown` flips.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: ExecutorLoopConfig,
+    ckpt: Checkpoints,
     services: Arc<dyn AgentServices>,
     table: ProcessTable,
     events: mpsc::UnboundedReceiver<AttemptEvent>,
@@ -55,8 +58,14 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hand_backs = HandBacks::default();
-    let reporter = tokio::spawn(report_events(services.clone(), events, hand_backs.clone()));
-    let mut memory = Memory { exits_seen: BTreeMap::new(), hand_backs, started_at_ms: now_ms() };
+    let reporter = tokio::spawn(report_events(services.clone(), events, hand_backs.clone(), ckpt.clone(), config.clone()));
+    let mut memory = Memory {
+        exits_seen: BTreeMap::new(),
+        hand_backs,
+        started_at_ms: now_ms(),
+        ckpt,
+        preparing: Arc::new(std::sync::Mutex::new(BTreeSet::new())),
+    };
     loop {
         if *shutdown.borrow() {
             break;
@@ -86,6 +95,10 @@ struct Memory {
     hand_backs: HandBacks,
     /// When this run of the agent started (Unix ms).
     started_at_ms: u64,
+    /// Checkpoint store and pulls.
+    ckpt: Checkpoints,
+    /// Attempts whose checkpoint is being restored before they start.
+    preparing: Arc<std::sync::Mutex<BTreeSet<AttemptKey>>>,
 }
 
 /// One reconcile round: start what must run here, stop everything else.
@@ -119,9 +132,16 @@ async fn reconcile(
         // of it may have run and ended already. Never started; handed back instead.
         let from_before_start = live.dispatched_at_ms < memory.started_at_ms && table.finished(&key).is_none();
         match live.status {
-            _ if from_before_start => hand_back_unstarted(services, table, hand_backs, &key),
+            _ if from_before_start => hand_back_unstarted(services, table, hand_backs, &key, "ended when its agent restarted"),
             AttemptStatus::Stopping => {
                 table.stop(&key, config.kill_grace);
+            }
+            // Fetch first: a training attempt starts once its rank-0 host has restored
+            // the checkpoint it announces (`resumed`); rank 0 does that here.
+            AttemptStatus::Running if live.kind == DispatchKind::Train && !live.resumed => {
+                if live.placement.first().is_some_and(|hg| hg.host == config.agent) && table.finished(&key).is_none() {
+                    prepare_checkpoint(config, services, table, memory, &record.id, key.clone());
+                }
             }
             AttemptStatus::Running => match attempt_spec(config, &state, record, live) {
                 Some(spec) => {
@@ -151,13 +171,45 @@ async fn reconcile(
 /// Marks an attempt of a former run of this agent as ended here (never to be started)
 /// and reports its exit as a hand-back, so its job resumes from its last checkpoint in a
 /// new attempt.
-fn hand_back_unstarted(services: &Arc<dyn AgentServices>, table: &ProcessTable, hand_backs: &HandBacks, key: &AttemptKey) {
-    tracing::info!(%key, "an attempt dispatched before this agent (re)started: handing it back");
-    let exited = ProcessEvent::Exited { code: None, signal: None, error: Some("ended when its agent restarted".into()) };
+fn hand_back_unstarted(services: &Arc<dyn AgentServices>, table: &ProcessTable, hand_backs: &HandBacks, key: &AttemptKey, why: &str) {
+    tracing::info!(%key, why, "handing back an attempt that was never started");
+    let exited = ProcessEvent::Exited { code: None, signal: None, error: Some(why.to_string()) };
     table.mark_finished(key, exited.clone());
     hand_backs.add(key.clone());
     let (services, hand_backs, key) = (services.clone(), hand_backs.clone(), key.clone());
     tokio::spawn(async move { propose_event(services.as_ref(), &key, exited, &mut Vec::new(), &hand_backs).await });
+}
+
+/// Starts restoring the checkpoint of a training attempt whose rank 0 is this host
+/// (once per attempt), then reports the step restored, or hands the attempt back.
+fn prepare_checkpoint(
+    config: &ExecutorLoopConfig,
+    services: &Arc<dyn AgentServices>,
+    table: &ProcessTable,
+    memory: &Memory,
+    job: &JobId,
+    key: AttemptKey,
+) {
+    if !memory.preparing.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+        return;
+    }
+    let (ckpt, services, table, hand_backs) = (memory.ckpt.clone(), services.clone(), table.clone(), memory.hand_backs.clone());
+    let (preparing, job, live_dir) = (memory.preparing.clone(), job.clone(), crate::executor::checkpoint_dir(&config.data_dir, &key.job));
+    tokio::spawn(async move {
+        match restore::prepare(&ckpt, services.as_ref(), &job, &live_dir).await {
+            restore::Prepared::Ready { step, note } => {
+                if let Some(note) = &note {
+                    tracing::warn!(%key, step, note, "resuming from an older checkpoint than recorded");
+                }
+                propose_state_event(services.as_ref(), &key, StateEvent::Resumed { step, note }, true).await;
+            }
+            restore::Prepared::HandBack(why) => {
+                tracing::warn!(%key, why, "no checkpoint could be restored: handing the attempt back");
+                hand_back_unstarted(&services, &table, &hand_backs, &key, &why);
+            }
+        }
+        preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    });
 }
 
 /// The process spec of this host's part of a live attempt.
@@ -187,7 +239,7 @@ fn attempt_spec(config: &ExecutorLoopConfig, state: &ClusterState, record: &JobR
         gpu_memory_mib: gpu.map(|g| g.memory_mib),
         steps: record.spec.steps,
         start_step: live.start_step,
-        checkpoint_dir: config.data_dir.join("checkpoints").join(crate::executor::pidfile::file_safe(&record.id.0)),
+        checkpoint_dir: crate::executor::checkpoint_dir(&config.data_dir, &record.id.0),
         profile_steps,
         gang,
         env: record.spec.env.clone(),
@@ -221,7 +273,13 @@ fn master_port(job: &JobId, attempt: u32) -> u16 {
 /// step reports travel with the next one. Progress is best-effort (a newer report
 /// follows), except the last one before an exit: whether exit 0 means "completed"
 /// depends on the final step count, so it is re-sent reliably ahead of the `Exited`.
-async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::UnboundedReceiver<AttemptEvent>, hand_backs: HandBacks) {
+async fn report_events(
+    services: Arc<dyn AgentServices>,
+    mut events: mpsc::UnboundedReceiver<AttemptEvent>,
+    hand_backs: HandBacks,
+    ckpt: Checkpoints,
+    config: ExecutorLoopConfig,
+) {
     let mut pending_metrics: BTreeMap<AttemptKey, Vec<(String, f64)>> = BTreeMap::new();
     let mut unsent_step: BTreeMap<AttemptKey, u64> = BTreeMap::new();
     while let Some(AttemptEvent { key, event }) = events.recv().await {
@@ -230,6 +288,16 @@ async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::Unbou
                 let metrics = pending_metrics.entry(key).or_default();
                 metrics.retain(|(n, _)| n != name);
                 metrics.push((name.clone(), *value));
+                continue;
+            }
+            // Only the rank-0 host of a training attempt has the job's checkpoint; a
+            // trial's or another rank's checkpoint line is not the job's.
+            ProcessEvent::Checkpoint { step } => {
+                if writes_checkpoints(services.as_ref(), &config.agent, &key) {
+                    let live_dir = crate::executor::checkpoint_dir(&config.data_dir, &key.job);
+                    let event = take::take(&ckpt, &key.job, *step, live_dir).await;
+                    propose_state_event(services.as_ref(), &key, event, true).await;
+                }
                 continue;
             }
             ProcessEvent::Exited { .. } => {
@@ -255,6 +323,15 @@ async fn report_events(services: Arc<dyn AgentServices>, mut events: mpsc::Unbou
             }
         }
     }
+}
+
+/// Whether this host writes the checkpoints of `key`: rank 0 of a training attempt.
+fn writes_checkpoints(services: &dyn AgentServices, agent: &str, key: &AttemptKey) -> bool {
+    let state = services.host_view(agent);
+    state
+        .live_attempt(&JobId(key.job.clone()))
+        .filter(|live| live.attempt == key.attempt && live.kind == DispatchKind::Train)
+        .is_some_and(|live| live.placement.first().is_some_and(|hg| hg.host == agent))
 }
 
 /// Proposes one process event; returns whether it was committed. The exit of a

@@ -30,6 +30,9 @@ use saturn_consensus::{AgentNode, Command, ConsensusNode, GpuInfo, NodeConfig};
 use tokio::sync::watch;
 
 use crate::api::{self, now_ms, AgentServices, ApiState};
+use crate::checkpoint::peers::MeshPeers;
+use crate::checkpoint::serve::CheckpointServer;
+use crate::checkpoint::{Checkpoints, Store};
 use crate::executor::watchdog::{Lease, WatchdogSettings};
 use crate::executor::{ExecutorConfig, ProcessTable};
 use crate::mesh::{self, MeshConfig, Multiaddr, PreSharedKey};
@@ -73,6 +76,10 @@ pub struct DaemonSettings {
     pub scheduler: SchedulerConfig,
     /// Extra environment for every job process (e.g. records for tests).
     pub job_env: std::collections::BTreeMap<String, String>,
+    /// Shared checkpoint storage (`--checkpoint-root`), when given.
+    pub checkpoint_root: Option<PathBuf>,
+    /// Replicas, size cap, rate.
+    pub checkpoint: crate::checkpoint::CheckpointSettings,
 }
 
 impl DaemonSettings {
@@ -149,11 +156,22 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         tracing::warn!(count = orphans.len(), "ended job processes left by a previous run of this agent");
     }
 
+    let mut ckpt = checkpoints(&settings, mesh.clone(), node.clone())?;
+    ckpt.stats = services.checkpoint_stats.clone();
+    let ckpt_server = CheckpointServer { ckpt: ckpt.clone(), services: services.clone() };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (fenced_tx, fenced) = watch::channel(false);
     let members = tasks::Members::default();
     let mut handles = vec![
-        tokio::spawn(tasks::mesh_events(mesh_events, node.clone(), soft.clone(), settings.data_dir.clone(), members.clone())),
+        tokio::spawn(tasks::mesh_events(
+            mesh_events,
+            node.clone(),
+            soft.clone(),
+            settings.data_dir.clone(),
+            members.clone(),
+            ckpt_server,
+        )),
+        tokio::spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), node.subscribe(), stop_rx.clone())),
         tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
         tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
         tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
@@ -174,6 +192,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     };
     let executor = tokio::spawn(executor_loop::run(
         exec_config,
+        ckpt,
         services.clone(),
         table.clone(),
         process_events,
@@ -182,6 +201,16 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         stop_rx.clone(),
     ));
     handles.push(tokio::spawn(tasks::scheduler(settings.clone(), node.clone(), soft.clone(), services.clone())));
+    // An agent whose --checkpoint-root is not the cluster's shared storage must not run.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    if let Some(root) = settings.checkpoint_root.clone() {
+        let services: Arc<dyn AgentServices> = services.clone();
+        handles.push(tokio::spawn(async move {
+            if let Err(err) = crate::checkpoint::root::verify(root, services).await {
+                let _ = fatal_tx.send(anyhow::Error::new(err)).await;
+            }
+        }));
+    }
 
     let api_state = ApiState { services: services.clone(), token: settings.api_token.as_deref().map(Arc::from) };
     let mut api_stop = stop_rx.clone();
@@ -196,26 +225,39 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
 
     let core = node.clone();
     let core_stopped = async move { core.core_stopped().await };
-    let dead_core = tokio::select! {
-        () = shutdown => None,
-        reason = core_stopped => Some(reason),
-    };
-    if let Some(reason) = dead_core {
-        // Never a zombie that gossips as healthy: say so (status and the next heartbeats),
-        // stop the jobs (nothing can be reported for them any more) and exit 1, so that a
-        // supervisor (systemd, Slurm) restarts the agent on its data dir.
-        soft.mark_self_unhealthy();
-        tracing::error!(%reason, "the consensus core stopped; this agent can no longer take part and exits");
-        let _ = stop_tx.send(true);
-        tokio::time::sleep(settings.heartbeat * 2).await;
-        table.shutdown(settings.kill_grace.min(settings.grace_period / 4)).await;
-        for handle in handles {
-            handle.abort();
-        }
-        executor.abort();
-        mesh.shutdown().await;
-        anyhow::bail!("the consensus core stopped: {}", reason.replace('\n', " "));
+    enum Ended {
+        Shutdown,
+        DeadCore(String),
+        Fatal(anyhow::Error),
     }
+    let ended = tokio::select! {
+        () = shutdown => Ended::Shutdown,
+        reason = core_stopped => Ended::DeadCore(reason),
+        Some(err) = fatal_rx.recv() => Ended::Fatal(err),
+    };
+    let fatal = match ended {
+        Ended::Shutdown => None,
+        Ended::Fatal(err) => {
+            tracing::error!("{err:#}");
+            Some(err)
+        }
+        Ended::DeadCore(reason) => {
+            // Never a zombie that gossips as healthy: say so (status and the next
+            // heartbeats), stop the jobs (nothing can be reported for them any more) and
+            // exit 1, so that a supervisor (systemd, Slurm) restarts the agent on its data dir.
+            soft.mark_self_unhealthy();
+            tracing::error!(%reason, "the consensus core stopped; this agent can no longer take part and exits");
+            let _ = stop_tx.send(true);
+            tokio::time::sleep(settings.heartbeat * 2).await;
+            table.shutdown(settings.kill_grace.min(settings.grace_period / 4)).await;
+            for handle in handles {
+                handle.abort();
+            }
+            executor.abort();
+            mesh.shutdown().await;
+            anyhow::bail!("the consensus core stopped: {}", reason.replace('\n', " "));
+        }
+    };
     tracing::info!("stopping: handing running jobs back");
     hand_back_jobs(&settings.name, services.as_ref()).await;
     let _ = stop_tx.send(true);
@@ -231,7 +273,26 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     }
     mesh.shutdown().await;
     tracing::info!("stopped");
-    Ok(())
+    fatal.map_or(Ok(()), Err)
+}
+
+/// This agent's checkpoint store (`DATA_DIR/checkpoint-store`, or the shared
+/// `--checkpoint-root`) and pulls over the mesh.
+fn checkpoints(settings: &DaemonSettings, mesh: mesh::MeshHandle, node: Arc<ConsensusNode>) -> Result<Checkpoints> {
+    let peers = Arc::new(MeshPeers { mesh, node });
+    let (root, shared) = match &settings.checkpoint_root {
+        Some(root) => (root.clone(), true),
+        None => (settings.data_dir.join("checkpoint-store"), false),
+    };
+    std::fs::create_dir_all(&root).with_context(|| format!("checkpoint store {} is not writable", root.display()))?;
+    let mut checkpoint = settings.checkpoint.clone();
+    if shared {
+        // Every agent sees the one copy: nothing to replicate.
+        checkpoint.replicas = 0;
+    }
+    let mut ckpt = Checkpoints::new(settings.name.clone(), Store::new(root), checkpoint, peers);
+    ckpt.shared = shared;
+    Ok(ckpt)
 }
 
 /// Benchmark knob (tests/examples/scale_bench): `SATURN_GOSSIP_EVERYONE=1` restores the

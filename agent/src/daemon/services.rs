@@ -31,6 +31,8 @@ pub struct Services {
     pub leader_changes: Arc<AtomicU64>,
     /// Extra samples (the scheduler's statistics).
     pub extra: Arc<Mutex<Vec<ExtraMetric>>>,
+    /// Checkpoint replication totals (shared with the checkpoint tasks).
+    pub checkpoint_stats: Arc<crate::checkpoint::CheckpointStats>,
     /// The last state copy handed out, with the applied index it was taken at: copies are
     /// made at most once per apply however many requests ask.
     cache: Mutex<(u64, Arc<ClusterState>)>,
@@ -47,6 +49,7 @@ impl Services {
             mesh,
             leader_changes: Arc::new(AtomicU64::new(0)),
             extra: Arc::new(Mutex::new(Vec::new())),
+            checkpoint_stats: Arc::default(),
             cache: Mutex::new((u64::MAX, Arc::new(ClusterState::default()))),
         }
     }
@@ -146,6 +149,26 @@ impl AgentServices for Services {
             value: self.node.guard().foreign_messages() as f64,
             counter: true,
         });
+        metrics.extend(checkpoint_metrics(&self.checkpoint_stats));
         metrics
     }
+}
+
+/// Checkpoint replication samples: bytes moved (rate() of them is the replication
+/// throughput), copies, failures, and the lag of the last replica.
+fn checkpoint_metrics(stats: &crate::checkpoint::CheckpointStats) -> Vec<ExtraMetric> {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
+    let metric = |name: &str, help: &str, value: f64, counter: bool| ExtraMetric { name: name.into(), help: help.into(), value, counter };
+    vec![
+        metric("checkpoint_bytes_received", "Checkpoint bytes pulled from other agents (replicas and fetches).", load(&stats.bytes_received), true),
+        metric("checkpoint_bytes_sent", "Checkpoint bytes served to other agents.", load(&stats.bytes_sent), true),
+        metric("checkpoint_copies", "Checkpoint replicas pulled and verified here.", load(&stats.copies), true),
+        metric("checkpoint_fetch_failures", "Checkpoint pulls or fetches that failed (another holder is tried).", load(&stats.failures), true),
+        metric(
+            "checkpoint_replication_lag_seconds",
+            "Time from a checkpoint's record to its last replica's verification here.",
+            load(&stats.last_lag_ms) / 1000.0,
+            false,
+        ),
+    ]
 }

@@ -83,6 +83,7 @@ pub async fn mesh_events(
     soft: Arc<SoftState>,
     data_dir: PathBuf,
     members: Members,
+    checkpoints: crate::checkpoint::serve::CheckpointServer,
 ) {
     let raft = node.server();
     while let Some(event) = events.recv().await {
@@ -108,6 +109,13 @@ pub async fn mesh_events(
                             });
                         });
                     }
+                    // Checkpoints are the cluster's model weights: only members (of this
+                    // cluster: a foreign cluster's agents are never members) may pull them.
+                    Channel::Checkpoint if !is_member_peer(&node, &peer) => {
+                        tracing::debug!(%peer, "checkpoint request from a peer that is not a member refused");
+                        responder.send(MeshResponse::Err("checkpoints are served to members of this cluster only".into()));
+                    }
+                    Channel::Checkpoint => checkpoints.serve(request.body, responder),
                     Channel::Control => {
                         responder.send(MeshResponse::Err("no control requests are served".into()));
                     }

@@ -33,6 +33,8 @@ pub enum Channel {
     Logs,
     /// Everything else between agents (forwarded client writes, status queries, ...).
     Control,
+    /// Checkpoint copies pulled between agents (manifests and chunks).
+    Checkpoint,
 }
 
 /// A request to a peer: an opaque body for one channel.

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint;
 use super::contract::JobEnv;
 use super::cost::{synthetic_step_time, Infeasible};
 use super::record::{self, SegmentRecord};
@@ -171,28 +171,29 @@ impl Simulation<'_> {
         }
     }
 
-    /// Verifies the checkpoint to resume from, when there should be one.
+    /// Verifies the checkpoint to resume from, when there should be one: a resume whose
+    /// checkpoint is missing, another job's or damaged fails (the agent promised a step
+    /// it could not provide).
     fn resume(&mut self) -> Result<(), String> {
-        let (start, Some(dir)) = (self.job.start_step, &self.job.checkpoint_dir) else { return Ok(()) };
-        if start == 0 {
+        let start = self.job.start_step;
+        if start == 0 || self.job.profile_steps.is_some() {
             return Ok(());
         }
+        let Some(dir) = &self.job.checkpoint_dir else {
+            return Err(format!("SATURN_START_STEP={start} but SATURN_CHECKPOINT_DIR is not set: nothing to resume from"));
+        };
+        let path = checkpoint::checkpoint_path(dir, start);
         match checkpoint::read(dir, start) {
-            Ok(Some(found)) if found.job != self.job.job_id => Err(format!(
-                "checkpoint {} belongs to job {}, not {}",
-                checkpoint::checkpoint_path(dir, start).display(),
-                found.job,
-                self.job.job_id
-            )),
-            Ok(Some(_)) => {
+            Ok(Some(found)) if found.job != self.job.job_id => {
+                Err(format!("checkpoint {} belongs to job {}, not {}", path.display(), found.job, self.job.job_id))
+            }
+            Ok(Some(found)) => {
+                checkpoint::verify_data(dir, &found).map_err(|why| format!("checkpoint at step {start} is damaged: {why}"))?;
                 self.last_checkpoint = Some(start);
-                say!("synth-job: resuming from the checkpoint at step {start}");
+                say!("synth-job: resuming from the checkpoint at step {start} ({} bytes verified)", found.bytes);
                 Ok(())
             }
-            Ok(None) => {
-                complain!("synth-job: warning: no checkpoint at step {start} in {}; continuing from step {start}", dir.display());
-                Ok(())
-            }
+            Ok(None) => Err(format!("no checkpoint at step {start} in {}: cannot resume", dir.display())),
             Err(err) => Err(format!("cannot read the checkpoint at step {start} in {}: {err}", dir.display())),
         }
     }
@@ -201,7 +202,7 @@ impl Simulation<'_> {
     fn checkpoint(&mut self) -> Result<(), String> {
         let Some(dir) = &self.job.checkpoint_dir else { return Ok(()) };
         if self.last_checkpoint != Some(self.done) {
-            checkpoint::write(dir, &Checkpoint { job: self.job.job_id.clone(), step: self.done })
+            checkpoint::write(dir, &self.job.job_id, self.done, self.args.checkpoint_bytes)
                 .map_err(|err| format!("cannot write a checkpoint in {}: {err}", dir.display()))?;
             self.last_checkpoint = Some(self.done);
         }

@@ -135,7 +135,7 @@ async fn run_daemon(
                 Channel::Control => {
                     request.respond(MeshResponse::Ok(name.clone().into_bytes()));
                 }
-                Channel::Logs => drop(request),
+                Channel::Logs | Channel::Checkpoint => drop(request),
             },
         }
     }
