@@ -62,7 +62,7 @@ async fn a_trial_run_on_a_multi_host_gang_gets_profile_and_torchrun_variables() 
     spec.attempt = 4;
     spec.start_step = 30;
     spec.profile_steps = Some(20);
-    spec.gang = Some(Gang { nnodes: 2, node_rank: 1, master_addr: "10.1.2.3".into(), master_port: 29500, world_size: 4 });
+    spec.gang = Some(two_host_gang(Duration::from_secs(180)));
     h.table.ensure_running(&spec).await;
     h.run_to_exit(&spec.key()).await;
     let env = env_lines(&log_text(&h.table.log_path(&spec.key())));
@@ -75,9 +75,85 @@ async fn a_trial_run_on_a_multi_host_gang_gets_profile_and_torchrun_variables() 
         ("MASTER_ADDR", "10.1.2.3"),
         ("MASTER_PORT", "29500"),
         ("WORLD_SIZE", "4"),
+        ("SATURN_NODE_ADDR", "10.1.2.4"),
+        ("SATURN_RENDEZVOUS_TIMEOUT_S", "180"),
     ] {
         assert_eq!(env.get(name).map(String::as_str), Some(value), "{name}");
     }
+}
+
+/// Rank 1 of a 2-host gang whose master is `node-a` at 10.1.2.3.
+fn two_host_gang(rendezvous_timeout: Duration) -> Gang {
+    Gang {
+        nnodes: 2,
+        node_rank: 1,
+        master_addr: "10.1.2.3".into(),
+        master_port: 29500,
+        world_size: 4,
+        node_addr: "10.1.2.4".into(),
+        rendezvous_timeout,
+        peers: vec!["node-a at 10.1.2.3".into()],
+    }
+}
+
+#[tokio::test]
+async fn a_gang_rank_that_prints_nothing_is_ended_after_the_rendezvous_timeout_naming_its_peers() {
+    let mut h = Harness::new().await;
+    let spec = {
+        let mut spec = h.sh("j-silent", "echo 'connecting to the master...'; exec sleep 600");
+        spec.gang = Some(two_host_gang(Duration::from_secs(2)));
+        spec
+    };
+    let started = Instant::now();
+    h.table.ensure_running(&spec).await;
+    let events = h.run_to_exit(&spec.key()).await;
+    let elapsed = started.elapsed();
+    let (_, _, error) = exit_of(&events);
+    let error = error.expect("a silent gang rank fails");
+    assert!(error.contains("did not rendezvous") && error.contains("node-a at 10.1.2.3"), "{error}");
+    assert!(error.contains("node rank 1 of 2") && error.contains("10.1.2.3:29500"), "{error}");
+    // 2 s plus a quarter of it, then SIGTERM (sleep dies at once).
+    assert!(elapsed >= Duration::from_millis(2500), "ended after {elapsed:?}, before its limit");
+    let log = log_text(&h.table.log_path(&spec.key()));
+    assert!(log.contains("saturn: the gang did not rendezvous"), "the job's log says why: {log}");
+}
+
+#[tokio::test]
+async fn a_gang_rank_that_reports_is_not_ended_and_a_single_host_job_is_never_watched() {
+    let mut h = Harness::new().await;
+    let reporting = {
+        let mut spec = h.sh("j-met", "echo 'SATURN metric rendezvous_s=0.5'; sleep 3; echo 'SATURN step=100'");
+        spec.gang = Some(two_host_gang(Duration::from_secs(1)));
+        spec
+    };
+    let single = {
+        let mut spec = h.sh("j-alone", "sleep 3");
+        spec.gang = Some(Gang { nnodes: 1, node_rank: 0, peers: vec![], ..two_host_gang(Duration::from_secs(1)) });
+        spec
+    };
+    h.table.ensure_running(&reporting).await;
+    h.table.ensure_running(&single).await;
+    for key in [reporting.key(), single.key()] {
+        let events = h.run_to_exit(&key).await;
+        assert_eq!(exit_of(&events), (Some(0), None, None), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_gang_process_exiting_4_is_reported_as_a_rendezvous_timeout() {
+    let mut h = Harness::new().await;
+    let spec = {
+        let mut spec = h.sh("j-four", "echo 'rendezvous with 10.1.2.3:29500 timed out after 2 s' >&2; exit 4");
+        spec.gang = Some(two_host_gang(Duration::from_secs(2)));
+        spec
+    };
+    h.table.ensure_running(&spec).await;
+    let events = h.run_to_exit(&spec.key()).await;
+    let (code, _, error) = exit_of(&events);
+    let error = error.expect("exit 4 is a failure");
+    assert_eq!(code, Some(4));
+    assert!(error.contains("did not rendezvous in time") && error.contains("node-a at 10.1.2.3"), "{error}");
+    assert!(error.contains("timed out after 2 s"), "the library's own words follow: {error}");
 }
 
 #[tokio::test]

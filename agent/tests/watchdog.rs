@@ -1,7 +1,8 @@
 //! The job watchdog (`saturn-agent __saturn-watchdog`) with real processes: it is
 //! invisible while the agent is alive and renews its lease (exit codes, signals and the
 //! environment pass through), kills the job once the lease goes stale (a frozen agent),
-//! and kills a job that ignores SIGTERM once its agent is gone.
+//! does not count a lease left old by an earlier run of the agent against a new job, and
+//! kills a job that ignores SIGTERM once its agent is gone.
 
 mod executor_harness;
 
@@ -87,6 +88,25 @@ async fn a_stale_lease_stops_the_job_as_a_frozen_agent_cannot() {
     assert_eq!(exited(&events).1, Some(9), "{events:?}");
     let log = std::fs::read_to_string(h.table.log_path(&stubborn.key())).expect("log");
     assert!(log.contains("killing the job"), "{log}");
+}
+
+#[tokio::test]
+async fn a_lease_left_by_a_previous_run_does_not_kill_a_new_job() {
+    // An agent restarted after a crash: its lease file is as old as the downtime. A job
+    // started now must not be fenced for silence that happened before its watchdog ran.
+    let lease_dir = tempfile::tempdir().expect("temporary dir");
+    let lease = Lease::new(&lease_dir.path().join("lease"));
+    std::fs::write(lease.path(), format!("{}\n", monotonic_ms().saturating_sub(60_000))).expect("lease");
+    let settings = watchdog(&lease, Duration::from_millis(1600));
+    let mut h = Harness::with(|c| c.process.watchdog = Some(settings)).await;
+    let started = Instant::now();
+    let spec = h.sh("j-restarted", "sleep 0.5; echo survived");
+    h.table.ensure_running(&spec).await;
+    let events = h.run_to_exit(&spec.key()).await;
+    assert_eq!(exited(&events).0, Some(0), "{events:?}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let log = std::fs::read_to_string(h.table.log_path(&spec.key())).expect("log");
+    assert!(log.contains("survived") && !log.contains("lease"), "{log}");
 }
 
 #[test]

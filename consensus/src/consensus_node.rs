@@ -262,11 +262,16 @@ impl ConsensusNode {
         }
     }
 
-    /// Adds (or updates) a learner; returns once the change is committed, without waiting
-    /// for the learner to catch up. Leader only.
+    /// Adds one learner ([`add_learners`](Self::add_learners) of one). Leader only.
     pub async fn add_learner(&self, id: NodeId, node: AgentNode) -> Result<(), MembershipError> {
-        let written = self.raft.add_learner(id, node, false).await;
-        written.map(drop).map_err(membership_error)
+        self.add_learners(BTreeMap::from([(id, node)])).await
+    }
+
+    /// Adds learners in one membership change; returns once it is committed, without
+    /// waiting for them to catch up. Leader only.
+    pub async fn add_learners(&self, nodes: BTreeMap<NodeId, AgentNode>) -> Result<(), MembershipError> {
+        let change = ChangeMembers::AddNodes(nodes);
+        self.raft.change_membership(change, false).await.map(drop).map_err(membership_error)
     }
 
     /// Makes exactly `voters` the voters; former voters not listed stay as learners.
@@ -287,7 +292,7 @@ impl ConsensusNode {
     pub async fn carry_out(&self, actions: &[MembershipAction]) -> Result<(), MembershipError> {
         for action in actions {
             match action {
-                MembershipAction::AddLearner { id, node } => self.add_learner(*id, node.clone()).await?,
+                MembershipAction::AddLearners { nodes } => self.add_learners(nodes.clone()).await?,
                 MembershipAction::ChangeVoters { voters } => self.change_voters(voters.clone()).await?,
                 MembershipAction::RemoveLearners { ids } => self.remove_learners(ids.clone()).await?,
             }

@@ -56,12 +56,11 @@ pub struct MembershipInput {
 /// One membership change for the leader to make, in the order returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipAction {
-    /// Add (or re-admit) an agent as a learner.
-    AddLearner {
-        /// Its id.
-        id: NodeId,
-        /// Its node record.
-        node: AgentNode,
+    /// Add (or re-admit) agents as learners, in one membership change: a mesh that
+    /// grows by dozens of agents at once admits them all in one round, not one per round.
+    AddLearners {
+        /// Their ids and node records.
+        nodes: BTreeMap<NodeId, AgentNode>,
     },
     /// Make exactly these the voters (removed voters stay as learners).
     ChangeVoters {
@@ -93,10 +92,14 @@ pub fn plan_membership(input: &MembershipInput) -> Vec<MembershipAction> {
     let caught_up = |id: &NodeId| *id == input.leader || input.peers.get(id).is_some_and(|peer| peer.caught_up);
     let mut actions = Vec::new();
 
-    for (id, peer) in &input.peers {
-        if !input.voters.contains(id) && !input.learners.contains(id) && alive(id) {
-            actions.push(MembershipAction::AddLearner { id: *id, node: peer.node.clone() });
-        }
+    let newcomers: BTreeMap<NodeId, AgentNode> = input
+        .peers
+        .iter()
+        .filter(|(id, _)| !input.voters.contains(id) && !input.learners.contains(id) && alive(id))
+        .map(|(id, peer)| (*id, peer.node.clone()))
+        .collect();
+    if !newcomers.is_empty() {
+        actions.push(MembershipAction::AddLearners { nodes: newcomers });
     }
 
     let live_voters: Vec<NodeId> = input.voters.iter().copied().filter(|id| alive(id)).collect();

@@ -68,7 +68,7 @@ fn formation_with_an_even_expectation_starts_with_an_odd_voter_set() {
 fn a_joiner_becomes_a_learner_and_is_promoted_once_caught_up() {
     let mut input = input("a", &["a"], &[]);
     input.peers.insert(id("b"), PeerView { node: agent("b"), last_seen_ms: NOW, caught_up: false });
-    assert_eq!(plan_membership(&input), vec![MembershipAction::AddLearner { id: id("b"), node: agent("b") }]);
+    assert_eq!(plan_membership(&input), vec![MembershipAction::AddLearners { nodes: BTreeMap::from([(id("b"), agent("b"))]) }]);
 
     input.learners.insert(id("b"));
     assert_eq!(plan_membership(&input), vec![], "one voter with two members: nothing to do");
@@ -131,7 +131,18 @@ fn five_voters_with_two_gone_shrink_to_the_three_alive() {
 fn a_returning_agent_is_readmitted_as_a_learner() {
     let mut input = input("a", &["a"], &[]);
     input.peers.insert(id("z"), PeerView { node: agent("z"), last_seen_ms: NOW, caught_up: false });
-    assert_eq!(plan_membership(&input), vec![MembershipAction::AddLearner { id: id("z"), node: agent("z") }]);
+    assert_eq!(plan_membership(&input), vec![MembershipAction::AddLearners { nodes: BTreeMap::from([(id("z"), agent("z"))]) }]);
     input.peers.get_mut(&id("z")).expect("z").last_seen_ms = 0;
     assert_eq!(plan_membership(&input), vec![], "an agent not seen recently is not added");
+}
+
+#[test]
+fn many_joiners_at_once_are_admitted_in_one_membership_change() {
+    let mut input = input("a", &["a", "b", "c"], &[]);
+    let joiners: Vec<String> = (0..12).map(|i| format!("j{i}")).collect();
+    for peer in &joiners {
+        input.peers.insert(id(peer), PeerView { node: agent(peer), last_seen_ms: NOW, caught_up: false });
+    }
+    let expected: BTreeMap<NodeId, AgentNode> = joiners.iter().map(|p| (id(p), agent(p))).collect();
+    assert_eq!(plan_membership(&input), vec![MembershipAction::AddLearners { nodes: expected }]);
 }

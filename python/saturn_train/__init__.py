@@ -23,20 +23,21 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import EXIT_OOM, EXIT_RENDEZVOUS_TIMEOUT, TaskError
+from .errors import EXIT_INFEASIBLE, EXIT_OOM, EXIT_RENDEZVOUS_TIMEOUT, Infeasible, TaskError
 from .task import Batch, Task
 from .techniques import Technique, register_technique, split
 
-__all__ = ["Batch", "EXIT_OOM", "EXIT_RENDEZVOUS_TIMEOUT", "Task", "TaskError", "Technique",
-           "register_technique", "split", "train"]
+__all__ = ["Batch", "EXIT_INFEASIBLE", "EXIT_OOM", "EXIT_RENDEZVOUS_TIMEOUT", "Infeasible", "Task",
+           "TaskError", "Technique", "register_technique", "split", "train"]
 
 
 def train(task: Task) -> None:
     """Trains `task` under `SATURN_TECHNIQUE` on `SATURN_GPUS` workers; exits the process.
 
     Called in the process the agent started, it launches one worker per GPU by re-running
-    this script; in those workers it trains. Exit status: 0 done or stopped cleanly, 3 out
-    of memory, 4 rendezvous timed out, 2 a task/environment error (the message says the fix).
+    this script; in those workers it trains. Exit status: 0 done or stopped cleanly, 3
+    infeasible (out of memory, or this technique cannot run at this GPU count), 4 rendezvous
+    timed out, 2 a task/environment error (the message says the fix).
     """
     from .launcher import WORKER_FLAG
 

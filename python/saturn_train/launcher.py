@@ -62,6 +62,27 @@ def socket_ifname_env(env: SaturnEnv, master_addr: str) -> dict[str, str]:
     return out
 
 
+BANNER = "saturn_train launcher:"
+"""How the one line each host's launcher prints starts (logs and tests read it back)."""
+
+
+def banner(env: SaturnEnv, task: Task, world: int, local: int, master: str,
+           iface: Optional[str]) -> str:
+    """The launcher's line: what this host runs, and where the gang meets."""
+    fields = {
+        "technique": env.technique or task.technique or ("single" if world == 1 else "ddp"),
+        "trial": env.profile_steps is not None,
+        "node_rank": env.node_rank,
+        "nnodes": env.nnodes,
+        "world_size": world,
+        "local_workers": local,
+        "node_addr": env.node_addr or "-",
+        "master": master,
+        "ifname": iface or "-",
+    }
+    return BANNER + " " + " ".join(f"{k}={v}" for k, v in fields.items())
+
+
 def _rendezvous(env: SaturnEnv, addr: str, port: int, local: int):
     """Meets every host's launcher; returns (store, rank offset, world size)."""
     import torch.distributed as dist  # heavy import kept out of module import
@@ -132,7 +153,9 @@ def launch(task: Task, argv: Optional[list[str]] = None) -> int:
         _err(f"WORLD_SIZE={expected} but the hosts' SATURN_GPUS add up to {world}")
         return EXIT_USAGE
     base = dict(os.environ)
-    base.update(socket_ifname_env(env, master_addr))
+    ifname = socket_ifname_env(env, master_addr)
+    base.update(ifname)
+    print(banner(env, task, world, local, f"{master_addr}:{port}", ifname.get("GLOO_SOCKET_IFNAME")), flush=True)
     cmd = [sys.executable] + (argv if argv is not None else sys.orig_argv[1:])
     procs = [
         subprocess.Popen(cmd, env=_worker_env(

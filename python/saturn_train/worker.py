@@ -13,7 +13,7 @@ import torch.distributed as dist
 from . import checkpoint, trial
 from .contract import Reporter, SaturnEnv
 from .distributed import Context, all_max, init
-from .errors import EXIT_OOM, EXIT_USAGE, TaskError
+from .errors import EXIT_INFEASIBLE, EXIT_OOM, EXIT_USAGE, Infeasible, TaskError
 from .task import Batch, Task
 from .techniques import Technique, technique_class
 
@@ -153,6 +153,10 @@ def run(task: Task) -> None:
                          f"(this configuration is infeasible)\n")
         sys.stderr.flush()
         _hard_exit(EXIT_OOM)
+    except Infeasible as e:
+        sys.stderr.write(f"saturn_train: rank {ctx.rank}: infeasible: {e}; exit {EXIT_INFEASIBLE}\n")
+        sys.stderr.flush()
+        _hard_exit(EXIT_INFEASIBLE)
     except TaskError as e:
         sys.stderr.write(f"saturn_train: {e}\n")
         sys.stderr.flush()

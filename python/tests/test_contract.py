@@ -24,3 +24,11 @@ def test_unknown_technique_names_the_fix():
     assert result.rc == 2, result.explain()
     assert "unknown technique 'zero3'" in result.stderr
     assert "register_technique" in result.stderr
+
+
+def test_a_technique_that_cannot_run_at_this_gpu_count_exits_3_infeasible():
+    # One-GPU techniques on two workers: not the user's mistake, the planner's to avoid.
+    for technique in ("single", "spilling"):
+        result = run(job_env(technique, 2, steps=2))
+        assert result.rc == 3, result.explain()
+        assert "infeasible" in result.stderr and "runs on 1 GPU" in result.stderr, result.explain()

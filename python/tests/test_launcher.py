@@ -59,3 +59,14 @@ def test_gang_that_does_not_assemble_times_out_with_exit_4():
     assert "SATURN_RENDEZVOUS_TIMEOUT_S" in lonely_peer.stderr
     assert lonely_rank0.rc == 4, lonely_rank0.explain()
     assert "node rank(s) [1]" in lonely_rank0.stderr
+
+
+def test_the_launcher_names_technique_gang_and_rendezvous_in_one_line():
+    result = run(job_env("ddp", 2, steps=2))
+    assert result.rc == 0, result.explain()
+    lines = [l for l in result.stdout.splitlines() if l.startswith("saturn_train launcher:")]
+    assert len(lines) == 1, result.explain()
+    fields = dict(w.split("=", 1) for w in lines[0].split()[2:])
+    assert fields["technique"] == "ddp" and fields["trial"] == "False", lines
+    assert (fields["node_rank"], fields["nnodes"], fields["world_size"]) == ("0", "1", "2"), lines
+    assert fields["master"].startswith("127.0.0.1:") and fields["ifname"] == "lo", lines

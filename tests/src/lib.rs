@@ -8,6 +8,7 @@
 pub mod chaos;
 pub mod netns;
 pub mod records;
+pub mod torch;
 
 use std::future::Future;
 use std::path::PathBuf;

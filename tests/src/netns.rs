@@ -119,10 +119,25 @@ pub struct NetnsCluster {
     dir: Option<tempfile::TempDir>,
 }
 
+/// What the agents in a [`NetnsCluster`] listen on for the mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// `--listen /ip4/<its bridge address>/tcp/7946`.
+    OwnAddress,
+    /// No `--listen`: the default `/ip4/0.0.0.0/tcp/7946`, as a user starts an agent.
+    Default,
+}
+
 impl NetnsCluster {
-    /// Builds the topology and starts one agent per namespace, as `setup` says. Every
-    /// agent joins the first; the first joins the second.
+    /// Builds the topology and starts one agent per namespace, as `setup` says, each
+    /// listening on its own bridge address. Every agent joins the first; the first
+    /// joins the second.
     pub fn start(setup: &Setup) -> Result<Self> {
+        Self::start_with(setup, Listen::OwnAddress)
+    }
+
+    /// [`start`](Self::start), with the agents listening as `listen` says.
+    pub fn start_with(setup: &Setup, listen: Listen) -> Result<Self> {
         let prefix = format!(
             "{PREFIX}{}-{}-",
             std::process::id(),
@@ -157,8 +172,6 @@ impl NetnsCluster {
                 name.clone(),
                 "--data-dir".into(),
                 data_dir.display().to_string(),
-                "--listen".into(),
-                format!("/ip4/{}/tcp/{MESH_PORT}", address(i)),
                 "--api".into(),
                 format!("127.0.0.1:{API_PORT}"),
                 "--gpus".into(),
@@ -167,6 +180,9 @@ impl NetnsCluster {
                 setup.bootstrap_expect.to_string(),
                 "--no-mdns".into(),
             ];
+            if listen == Listen::OwnAddress {
+                args.extend(["--listen".into(), format!("/ip4/{}/tcp/{MESH_PORT}", address(i))]);
+            }
             if setup.agents > 1 {
                 args.extend([
                     "--join".into(),

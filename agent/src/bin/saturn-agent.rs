@@ -107,6 +107,7 @@ fn run(config: AgentConfig) -> Result<()> {
         heartbeat: config.heartbeat,
         grace_period: config.grace_period,
         kill_grace: config.kill_grace,
+        rendezvous_timeout: config.rendezvous_timeout,
         scheduler,
         job_env,
         checkpoint_root: config.checkpoint_root.clone(),

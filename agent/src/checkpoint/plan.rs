@@ -143,6 +143,7 @@ mod tests {
             profile_group: "g".into(),
             max_restarts: 1,
             profile: [("ddp".to_string(), [(1, 0.1)].into())].into(),
+            early_stop: None,
         };
         state.apply(&Command::SubmitJobs { specs: vec![spec], at_ms: 0 });
         let job = JobId::from_seq(1);

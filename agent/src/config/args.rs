@@ -87,6 +87,11 @@ pub struct AgentArgs {
     /// Seconds a job process gets between SIGTERM and SIGKILL [default: 30].
     #[arg(long, value_name = "SECONDS")]
     pub kill_grace_s: Option<u64>,
+    /// Seconds the processes of a multi-host job may take to rendezvous
+    /// (SATURN_RENDEZVOUS_TIMEOUT_S); a rank that printed no SATURN line by then (plus
+    /// 15 s) is ended and its GPUs freed [default: 180].
+    #[arg(long, value_name = "SECONDS")]
+    pub rendezvous_timeout_s: Option<u64>,
     /// Planner of the leader: local-search (Saturn) or max-heuristic, optimus-greedy,
     /// random (baselines, to measure against) [default: local-search].
     #[arg(long, value_name = "SOLVER")]

@@ -30,6 +30,7 @@ pub(crate) struct FileConfig {
     pub log_level: Option<String>,
     pub replan_interval_s: Option<u64>,
     pub kill_grace_s: Option<u64>,
+    pub rendezvous_timeout_s: Option<u64>,
     pub solver: Option<String>,
     pub no_introspection: Option<bool>,
     pub no_early_stop_replan: Option<bool>,

@@ -46,6 +46,8 @@ pub mod defaults {
     pub const REPLAN_INTERVAL_S: u64 = 30;
     /// `--kill-grace-s`: SIGTERM → SIGKILL for job processes (spec: 30 s).
     pub const KILL_GRACE_S: u64 = 30;
+    /// `--rendezvous-timeout-s`.
+    pub const RENDEZVOUS_TIMEOUT_S: u64 = 180;
     /// `--log-level`.
     pub const LOG_LEVEL: &str = "info";
 
@@ -120,6 +122,8 @@ pub struct AgentConfig {
     pub replan_interval: Duration,
     /// `--kill-grace-s`.
     pub kill_grace: Duration,
+    /// `--rendezvous-timeout-s`.
+    pub rendezvous_timeout: Duration,
     /// The `--config` file, if one was read.
     pub config_file: Option<PathBuf>,
     /// The leader's planner (`local-search` or a baseline).

@@ -212,6 +212,13 @@ pub fn resolve(
         defaults::KILL_GRACE_S,
         (0, 3_600),
     )?;
+    let rendezvous_timeout_s = timing(
+        "--rendezvous-timeout-s",
+        args.rendezvous_timeout_s,
+        parsed.rendezvous_timeout_s,
+        defaults::RENDEZVOUS_TIMEOUT_S,
+        (1, 86_400),
+    )?;
     // Loss is detected from missed heartbeats; a grace period of under two of them would
     // declare healthy hosts lost after a single late packet.
     if grace_period_s * 1000 < 2 * heartbeat_ms {
@@ -267,6 +274,7 @@ pub fn resolve(
         log_level,
         replan_interval: Duration::from_secs(replan_interval_s),
         kill_grace: Duration::from_secs(kill_grace_s),
+        rendezvous_timeout: Duration::from_secs(rendezvous_timeout_s),
         config_file: path.map(Path::to_path_buf),
         solver,
         introspection: !(args.no_introspection || parsed.no_introspection.unwrap_or(false)),

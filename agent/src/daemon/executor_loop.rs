@@ -22,13 +22,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{now_ms, AgentServices};
 use crate::checkpoint::{restore, take, Checkpoints};
+use super::gang;
 use super::hand_back::{preempt_before_exit, HandBacks};
 use crate::executor::{AttemptEvent, AttemptKey, AttemptSpec, Gang, ProcessEvent, ProcessTable};
 
 /// How often the processes are reconciled even when the state does not change.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
-/// Port range gang masters are given (torchrun's default is 29500).
-const MASTER_PORT_BASE: u16 = 29500;
 
 /// Settings of the executor loop.
 #[derive(Clone, Debug)]
@@ -43,6 +42,9 @@ pub struct ExecutorLoopConfig {
     /// work to others once the host-loss grace period ends, and the fence starts only
     /// halfway through it.
     pub fence_kill_grace: Duration,
+    /// `--rendezvous-timeout-s`: how long a gang's ranks may take to meet
+    /// (`SATURN_RENDEZVOUS_TIMEOUT_S`; a job's own `env` may set it longer or shorter).
+    pub rendezvous_timeout: Duration,
 }
 
 /// Runs the reconcile loop and the event reporter until `shutdown` flips.
@@ -136,17 +138,23 @@ async fn reconcile(
             AttemptStatus::Stopping => {
                 table.stop(&key, config.kill_grace);
             }
+            // Started already (or ended): nothing to build; the ports below are probed
+            // only for an attempt about to start.
+            AttemptStatus::Running if table.running().contains(&key) || table.finished(&key).is_some() => {}
             // Fetch first: a training attempt starts once its rank-0 host has restored
             // the checkpoint it announces (`resumed`); rank 0 does that here.
             AttemptStatus::Running if live.kind == DispatchKind::Train && !live.resumed => {
-                if live.placement.first().is_some_and(|hg| hg.host == config.agent) && table.finished(&key).is_none() {
+                if live.placement.first().is_some_and(|hg| hg.host == config.agent) {
                     prepare_checkpoint(config, services, table, memory, &record.id, key.clone());
                 }
             }
-            AttemptStatus::Running => match attempt_spec(config, &state, record, live) {
-                Some(spec) => {
-                    table.ensure_running(&spec).await;
-                }
+            AttemptStatus::Running => match attempt_spec(config, &state, record, live, port_is_free) {
+                Some(spec) => match rendezvous_port_taken(&spec, port_is_free) {
+                    Some(error) => fail_unstarted(services, table, &key, error),
+                    None => {
+                        table.ensure_running(&spec).await;
+                    }
+                },
                 None => tracing::warn!(job = %record.id, "cannot build the attempt's spec; not starting it"),
             },
         }
@@ -212,19 +220,48 @@ fn prepare_checkpoint(
     });
 }
 
-/// The process spec of this host's part of a live attempt.
-fn attempt_spec(config: &ExecutorLoopConfig, state: &ClusterState, record: &JobRecord, live: &LiveAttempt) -> Option<AttemptSpec> {
+/// Ends an attempt that cannot start here with `error` (a failure of the attempt: the
+/// job restarts, in a new attempt, as after any failed start).
+fn fail_unstarted(services: &Arc<dyn AgentServices>, table: &ProcessTable, key: &AttemptKey, error: String) {
+    tracing::warn!(%key, %error, "not starting the attempt");
+    let exited = ProcessEvent::Exited { code: None, signal: None, error: Some(error) };
+    table.mark_finished(key, exited.clone());
+    let (services, key) = (services.clone(), key.clone());
+    tokio::spawn(async move { propose_event(services.as_ref(), &key, exited, &mut Vec::new(), &HandBacks::default()).await });
+}
+
+/// Whether a TCP port is free on this host right now (for every address).
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).is_ok()
+}
+
+/// On the master host of a multi-host gang: why the rendezvous port cannot be used (some
+/// other program holds it), or `None`. The other ranks computed the same port and cannot
+/// be told of another one, so the attempt fails; its restart gets another port.
+fn rendezvous_port_taken(spec: &AttemptSpec, is_free: impl Fn(u16) -> bool) -> Option<String> {
+    let gang = spec.gang.as_ref().filter(|gang| gang.nnodes > 1 && gang.node_rank == 0)?;
+    (!is_free(gang.master_port)).then(|| {
+        format!(
+            "the gang's rendezvous port {} is in use on {} by another program; the attempt is retried on another port",
+            gang.master_port, spec.agent_name
+        )
+    })
+}
+
+/// The process spec of this host's part of a live attempt. `is_free` is asked only for
+/// a single-host job, which may pick any free port of its block.
+fn attempt_spec(
+    config: &ExecutorLoopConfig,
+    state: &ClusterState,
+    record: &JobRecord,
+    live: &LiveAttempt,
+    is_free: impl Fn(u16) -> bool,
+) -> Option<AttemptSpec> {
     let rank = live.placement.iter().position(|hg| hg.host == config.agent)?;
     let here = &live.placement[rank];
     let agent = state.agents.get(&config.agent)?;
     let gpu = here.gpus.first().and_then(|index| agent.gpus.iter().find(|g| g.index == *index));
-    let gang = (live.placement.len() > 1).then(|| Gang {
-        nnodes: live.placement.len() as u32,
-        node_rank: rank as u32,
-        master_addr: master_addr(state, &live.placement[0].host),
-        master_port: master_port(&record.id, live.attempt),
-        world_size: live.placement.iter().map(|hg| hg.gpus.len() as u32).sum(),
-    });
+    let gang = gang_of(config, state, record, live, rank, is_free);
     let profile_steps = match &live.kind {
         DispatchKind::Trial { steps, .. } => Some(*steps),
         DispatchKind::Train => None,
@@ -241,33 +278,66 @@ fn attempt_spec(config: &ExecutorLoopConfig, state: &ClusterState, record: &JobR
         start_step: live.start_step,
         checkpoint_dir: crate::executor::checkpoint_dir(&config.data_dir, &record.id.0),
         profile_steps,
-        gang,
+        gang: Some(gang),
         env: record.spec.env.clone(),
         command: record.spec.command.clone(),
         workdir: PathBuf::from(&record.spec.workdir),
     })
 }
 
-/// The IP of the gang's rank-0 host, from its first `/ip4/` or `/ip6/` mesh address.
-fn master_addr(state: &ClusterState, host: &str) -> String {
-    let addrs = state.agents.get(host).map(|a| a.node.addrs.clone()).unwrap_or_default();
-    addrs
-        .iter()
-        .find_map(|addr| {
-            let mut parts = addr.split('/').skip(1);
-            match (parts.next(), parts.next()) {
-                (Some("ip4" | "ip6"), Some(ip)) if ip != "0.0.0.0" => Some(ip.to_string()),
-                _ => None,
-            }
-        })
-        .unwrap_or_else(|| host.to_string())
+/// The gang variables of rank `rank` of `live` (see [`gang`](super::gang)).
+fn gang_of(
+    config: &ExecutorLoopConfig,
+    state: &ClusterState,
+    record: &JobRecord,
+    live: &LiveAttempt,
+    rank: usize,
+    is_free: impl Fn(u16) -> bool,
+) -> Gang {
+    let placement = &live.placement;
+    let master = &placement[0];
+    let first_gpu = master.gpus.first().copied().unwrap_or(0);
+    let rendezvous_timeout = record
+        .spec
+        .env
+        .get("SATURN_RENDEZVOUS_TIMEOUT_S")
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .filter(|seconds| *seconds > 0)
+        .map_or(config.rendezvous_timeout, Duration::from_secs);
+    let world_size = placement.iter().map(|hg| hg.gpus.len() as u32).sum();
+    if placement.len() == 1 {
+        return Gang {
+            nnodes: 1,
+            node_rank: 0,
+            master_addr: LOOPBACK.to_owned(),
+            master_port: gang::single_host_port(first_gpu, &record.id.0, live.attempt, is_free),
+            world_size,
+            node_addr: LOOPBACK.to_owned(),
+            rendezvous_timeout,
+            peers: Vec::new(),
+        };
+    }
+    let addrs = |host: &str| state.agents.get(host).map(|a| a.node.addrs.clone()).unwrap_or_default();
+    let all: Vec<Vec<String>> = placement.iter().map(|hg| addrs(&hg.host)).collect();
+    // Where rank `i` is reached from the other ranks; its name when it announced nothing usable.
+    let reached_at = |i: usize| {
+        let others: Vec<&[String]> = (0..all.len()).filter(|j| *j != i).map(|j| all[j].as_slice()).collect();
+        gang::reachable_addr(&all[i], &others).unwrap_or_else(|| placement[i].host.clone())
+    };
+    Gang {
+        nnodes: placement.len() as u32,
+        node_rank: rank as u32,
+        master_addr: reached_at(0),
+        master_port: gang::port_candidates(first_gpu, &record.id.0, live.attempt).next().unwrap_or_default(),
+        world_size,
+        node_addr: reached_at(rank),
+        rendezvous_timeout,
+        peers: (0..placement.len()).filter(|i| *i != rank).map(|i| format!("{} at {}", placement[i].host, reached_at(i))).collect(),
+    }
 }
 
-/// A port for the gang's rendezvous, the same on every member.
-fn master_port(job: &JobId, attempt: u32) -> u16 {
-    let seed = saturn_consensus::node_id_for_peer(&format!("{job}/{attempt}"));
-    MASTER_PORT_BASE + (seed % 1000) as u16
-}
+/// `MASTER_ADDR` and `SATURN_NODE_ADDR` of a job whose ranks all run on this host.
+const LOOPBACK: &str = "127.0.0.1";
 
 /// Proposes what the processes report, in order per attempt. Metrics seen between two
 /// step reports travel with the next one. Progress is best-effort (a newer report

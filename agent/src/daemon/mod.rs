@@ -6,12 +6,14 @@
 //! - [`membership`]: cluster formation and voter upkeep.
 //! - [`soft`]: heartbeats and the failure detector.
 //! - [`executor_loop`]: replicated state → job processes, and their events back.
+//! - [`gang`]: the address and port a gang's ranks meet at.
 //! - [`hand_back`]: exits that are the agent's doing (fence, restart), not the job's.
 //! - [`services`]: what the API and loops call on the agent.
 //! - [`logs`]: job logs across hosts.
 //! - `tasks`: the mesh event loop, heartbeats and the quorum fence.
 
 pub mod executor_loop;
+pub mod gang;
 pub mod hand_back;
 pub mod logs;
 pub mod membership;
@@ -72,6 +74,8 @@ pub struct DaemonSettings {
     pub grace_period: Duration,
     /// SIGTERM → SIGKILL grace for job processes.
     pub kill_grace: Duration,
+    /// How long a gang's ranks may take to rendezvous (`--rendezvous-timeout-s`).
+    pub rendezvous_timeout: Duration,
     /// Scheduler knobs.
     pub scheduler: SchedulerConfig,
     /// Extra environment for every job process (e.g. records for tests).
@@ -145,6 +149,12 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     let mut executor_config = ExecutorConfig::new(&settings.data_dir);
     executor_config.process.extra_env = settings.job_env.clone();
     let lease = Lease::new(&settings.data_dir.join("lease"));
+    // Renewed before any job can start: a lease left by an earlier run of this agent (it
+    // crashed, it was restarted) would otherwise look like a frozen agent to a new job's
+    // watchdog, which would kill the job at once.
+    if let Err(err) = lease.renew() {
+        tracing::warn!(path = %lease.path().display(), %err, "cannot renew the job watchdogs' lease");
+    }
     executor_config.process.watchdog = Some(WatchdogSettings {
         program: std::env::current_exe().context("cannot locate the saturn-agent executable")?,
         lease: lease.path().to_owned(),
@@ -189,6 +199,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         data_dir: settings.data_dir.clone(),
         kill_grace: settings.kill_grace,
         fence_kill_grace: settings.kill_grace.min(settings.grace_period / 4),
+        rendezvous_timeout: settings.rendezvous_timeout,
     };
     let executor = tokio::spawn(executor_loop::run(
         exec_config,

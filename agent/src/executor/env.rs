@@ -27,9 +27,14 @@ pub fn is_managed(name: &str) -> bool {
 /// - `SATURN_PROFILE_STEPS` is present only in trial runs.
 /// - `SATURN_GPU_MEMORY_MIB` (an addition to the table) is present when the agent knows
 ///   the memory of one planned GPU.
-/// - The gang variables are present only for a gang spanning more than one host.
-///   `WORLD_SIZE` is the total number of GPUs of the gang (all hosts), as torchrun
-///   defines it for one process per GPU; `SATURN_GPUS` stays this host's count.
+/// - The gang variables are present whenever the spec has a gang (the daemon always
+///   gives one: a single-host job is a gang of one host, `SATURN_NNODES=1`, rank 0,
+///   `MASTER_ADDR=127.0.0.1`). `WORLD_SIZE` is the total number of GPUs of the gang
+///   (all hosts), as torchrun defines it for one process per GPU; `SATURN_GPUS` stays
+///   this host's count.
+/// - `SATURN_RENDEZVOUS_TIMEOUT_S` is the one Saturn variable a job's own `env` may set
+///   (to give a slow-starting gang longer); the daemon reads it from there into the
+///   gang's timeout, so the value here is the one the agent enforces too.
 pub fn attempt_env(spec: &AttemptSpec) -> BTreeMap<String, String> {
     let mut env = spec.env.clone();
     let gpu_list = spec.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
@@ -52,9 +57,11 @@ pub fn attempt_env(spec: &AttemptSpec) -> BTreeMap<String, String> {
     if let Some(profile_steps) = spec.profile_steps {
         set("SATURN_PROFILE_STEPS", profile_steps.to_string());
     }
-    if let Some(gang) = spec.gang.as_ref().filter(|gang| gang.nnodes > 1) {
+    if let Some(gang) = spec.gang.as_ref() {
         set("SATURN_NNODES", gang.nnodes.to_string());
         set("SATURN_NODE_RANK", gang.node_rank.to_string());
+        set("SATURN_NODE_ADDR", gang.node_addr.clone());
+        set("SATURN_RENDEZVOUS_TIMEOUT_S", gang.rendezvous_timeout.as_secs().to_string());
         set("MASTER_ADDR", gang.master_addr.clone());
         set("MASTER_PORT", gang.master_port.to_string());
         set("WORLD_SIZE", gang.world_size.to_string());
@@ -67,6 +74,20 @@ mod tests {
     use super::*;
     use crate::executor::spec::Gang;
     use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn gang(nnodes: u32, node_rank: u32, master_addr: &str, world_size: u32) -> Gang {
+        Gang {
+            nnodes,
+            node_rank,
+            master_addr: master_addr.into(),
+            master_port: 29500,
+            world_size,
+            node_addr: "10.0.0.7".into(),
+            rendezvous_timeout: Duration::from_secs(180),
+            peers: vec![],
+        }
+    }
 
     fn spec() -> AttemptSpec {
         AttemptSpec {
@@ -93,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn single_host_run_gets_the_table_and_nothing_more() {
+    fn without_a_gang_the_table_and_nothing_more() {
         let env = attempt_env(&spec());
         assert_eq!(
             pairs(&env),
@@ -126,17 +147,13 @@ mod tests {
     #[test]
     fn multi_host_gang_gets_torchrun_variables_with_world_size_counting_all_gpus() {
         let mut spec = spec();
-        spec.gang = Some(Gang {
-            nnodes: 2,
-            node_rank: 1,
-            master_addr: "10.0.0.5".into(),
-            master_port: 29500,
-            world_size: 6,
-        });
+        spec.gang = Some(gang(2, 1, "10.0.0.5", 6));
         let env = attempt_env(&spec);
         for (name, value) in [
             ("SATURN_NNODES", "2"),
             ("SATURN_NODE_RANK", "1"),
+            ("SATURN_NODE_ADDR", "10.0.0.7"),
+            ("SATURN_RENDEZVOUS_TIMEOUT_S", "180"),
             ("MASTER_ADDR", "10.0.0.5"),
             ("MASTER_PORT", "29500"),
             ("WORLD_SIZE", "6"),
@@ -147,17 +164,31 @@ mod tests {
     }
 
     #[test]
-    fn a_one_host_gang_is_not_a_gang() {
+    fn a_single_host_job_is_a_gang_of_one_on_loopback() {
         let mut spec = spec();
-        spec.gang = Some(Gang {
-            nnodes: 1,
-            node_rank: 0,
-            master_addr: "127.0.0.1".into(),
-            master_port: 29500,
-            world_size: 3,
-        });
+        let mut one = gang(1, 0, "127.0.0.1", 3);
+        one.node_addr = "127.0.0.1".into();
+        spec.gang = Some(one);
         let env = attempt_env(&spec);
-        assert!(!env.contains_key("WORLD_SIZE") && !env.contains_key("SATURN_NNODES"));
+        for (name, value) in [
+            ("SATURN_NNODES", "1"),
+            ("SATURN_NODE_RANK", "0"),
+            ("SATURN_NODE_ADDR", "127.0.0.1"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", "29500"),
+            ("WORLD_SIZE", "3"),
+        ] {
+            assert_eq!(env.get(name).map(String::as_str), Some(value), "{name}");
+        }
+        assert_eq!(spec.gang.as_ref().and_then(Gang::silence_limit), None, "one host has no peer to wait for");
+    }
+
+    #[test]
+    fn only_a_multi_host_gang_is_watched_for_silence() {
+        let two = gang(2, 0, "10.0.0.5", 2);
+        assert_eq!(two.silence_limit(), Some(Duration::from_secs(180) + crate::executor::spec::RENDEZVOUS_MARGIN));
+        let off = Gang { rendezvous_timeout: Duration::ZERO, ..two };
+        assert_eq!(off.silence_limit(), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::spawner::Spawner;
 use super::spec::AttemptSpec;
 use super::step_time::SettleRule;
 use super::watchdog::WatchdogSettings;
-use super::supervise::{supervise, Supervisor};
+use super::supervise::{supervise, RendezvousWatch, Supervisor};
 
 /// How processes are run; shared by all attempts of an executor.
 #[derive(Debug, Clone)]
@@ -187,6 +187,7 @@ impl AttemptProcess {
             key,
             pid,
             trial: spec.is_trial(),
+            gang: spec.gang.as_ref().filter(|gang| gang.nnodes > 1).map(rendezvous_watch),
             log,
             settings: settings.clone(),
             pids: wiring.pids.clone(),
@@ -211,6 +212,19 @@ impl AttemptProcess {
     /// SIGKILL to the process group now.
     pub fn kill(&self) {
         let _ = self.control.send(Control::Kill);
+    }
+}
+
+/// What the supervisor watches in a multi-host gang, and what it says when it ends a
+/// rank: the peers this rank was waiting for.
+fn rendezvous_watch(gang: &super::spec::Gang) -> RendezvousWatch {
+    let peers = if gang.peers.is_empty() { "none known".to_owned() } else { gang.peers.join(", ") };
+    RendezvousWatch {
+        silence_limit: gang.silence_limit(),
+        describe: format!(
+            "node rank {} of {}, MASTER_ADDR {}:{}, peers: {peers}",
+            gang.node_rank, gang.nnodes, gang.master_addr, gang.master_port
+        ),
     }
 }
 

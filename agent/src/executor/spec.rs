@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Identifies one attempt of one job: the unit the executor starts and stops.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,7 +27,8 @@ impl fmt::Display for AttemptKey {
     }
 }
 
-/// This host's part of a multi-host gang (one process per host, torchrun-compatible).
+/// This host's part of the attempt's gang (one process per host, torchrun-compatible).
+/// A single-host job is a gang of one host (`nnodes` 1, rank 0, master on loopback).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gang {
     /// Number of hosts in the gang (`SATURN_NNODES`).
@@ -39,6 +41,29 @@ pub struct Gang {
     pub master_port: u16,
     /// Total GPUs of the whole gang, all hosts together (`WORLD_SIZE`).
     pub world_size: u32,
+    /// The address this host is reached at by the other ranks (`SATURN_NODE_ADDR`).
+    pub node_addr: String,
+    /// How long the ranks may take to rendezvous (`SATURN_RENDEZVOUS_TIMEOUT_S`). The
+    /// agent also ends a multi-host attempt whose process printed no `SATURN` line
+    /// within this time (plus a margin): see [`Gang::silence_limit`].
+    pub rendezvous_timeout: Duration,
+    /// The other hosts of the gang, as named in errors: `agent-1 at 10.0.0.2`.
+    pub peers: Vec<String>,
+}
+
+/// Most added to the rendezvous timeout before the agent ends a silent rank (a quarter
+/// of the timeout when that is less), so that a library timing out on its own (exit
+/// status 4, with its own message) does so first.
+pub const RENDEZVOUS_MARGIN: Duration = Duration::from_secs(15);
+
+impl Gang {
+    /// How long this rank's process may run without printing any `SATURN` line before
+    /// the agent ends it as a gang that never rendezvoused: only for multi-host gangs
+    /// (a single host has nothing to wait for), `None` otherwise.
+    pub fn silence_limit(&self) -> Option<Duration> {
+        let margin = RENDEZVOUS_MARGIN.min(self.rendezvous_timeout / 4);
+        (self.nnodes > 1 && !self.rendezvous_timeout.is_zero()).then(|| self.rendezvous_timeout + margin)
+    }
 }
 
 /// Everything needed to start one attempt's process on this host.
@@ -66,7 +91,8 @@ pub struct AttemptSpec {
     pub checkpoint_dir: PathBuf,
     /// Set only for a trial run: run this many steps, report them, exit.
     pub profile_steps: Option<u64>,
-    /// Set only when the attempt spans several hosts.
+    /// The gang variables (the daemon always sets them, single-host jobs too; `None`
+    /// leaves them out).
     pub gang: Option<Gang>,
     /// The user's environment from the job file.
     pub env: BTreeMap<String, String>,

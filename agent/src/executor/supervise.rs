@@ -35,12 +35,27 @@ pub(crate) struct Supervisor {
     pub key: AttemptKey,
     pub pid: u32,
     pub trial: bool,
+    /// Set for a rank of a multi-host gang.
+    pub gang: Option<RendezvousWatch>,
     pub log: RotatingLog,
     pub settings: ProcessSettings,
     pub pids: PidDir,
     pub events: mpsc::UnboundedSender<AttemptEvent>,
     pub on_exit: ExitHook,
 }
+
+/// A rank of a multi-host gang: how long it may stay silent before the agent ends it
+/// as a gang that never rendezvoused, and how to name the gang in errors.
+pub(crate) struct RendezvousWatch {
+    /// No `SATURN` line within this time of the start ends the process; `None`: not watched.
+    pub silence_limit: Option<Duration>,
+    /// `node rank 1 of 2, MASTER_ADDR 10.0.0.1:29500, peers: agent-0 at 10.0.0.1`.
+    pub describe: String,
+}
+
+/// Exit status with which a gang process says its rendezvous timed out (the
+/// `saturn_train` contract).
+const RENDEZVOUS_TIMEOUT_EXIT: i32 = 4;
 
 /// A line of output and when it was read.
 struct Line {
@@ -57,6 +72,8 @@ struct StopState {
     settled: bool,
     /// A trial ended by the supervisor because it ran past `trial_timeout`.
     timed_out: bool,
+    /// A gang rank ended by the supervisor: no `SATURN` line within its silence limit.
+    silent_gang: bool,
     terminate_requested: bool,
     killed_after_grace: Option<Duration>,
     kill_requested: bool,
@@ -102,6 +119,8 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
 
     let started = Instant::now();
     let trial_deadline = sup.trial.then(|| started + sup.settings.trial_timeout);
+    // Cleared by the first `SATURN` line: the gang has met (or this rank at least runs).
+    let mut silence_deadline = sup.gang.as_ref().and_then(|gang| gang.silence_limit).map(|limit| started + limit);
     let mut throttle = Throttle::new(sup.settings.progress_interval);
     let mut samples = Vec::new();
     let mut stderr_tail = VecDeque::new();
@@ -117,7 +136,9 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
             line = lines.recv(), if lines_open => match line {
                 Some(line) => {
                     let measured = samples.len();
-                    sup.handle_line(&line, &mut throttle, &mut samples, &mut stderr_tail, started);
+                    if sup.handle_line(&line, &mut throttle, &mut samples, &mut stderr_tail, started) {
+                        silence_deadline = None;
+                    }
                     let stoppable = status.is_none() && !stop.settled && !stop.terminate_requested && !stop.kill_requested;
                     if sup.trial && stoppable && samples.len() > measured && sup.settled(&samples) {
                         stop.settled = true;
@@ -155,6 +176,16 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
                 stop.timed_out = true;
                 escalation.terminate(sup.pid, sup.settings.trial_stop_grace);
             }
+            _ = sleep_until(silence_deadline), if status.is_none() => {
+                // A gang whose peers never came up (or a script that hangs before its
+                // first line) must not hold GPUs on every host forever.
+                stop.silent_gang = true;
+                silence_deadline = None;
+                if let Some(note) = sup.gang.as_ref().map(|gang| silent_gang_error(gang)) {
+                    sup.note(&format!("saturn: {note}"));
+                }
+                escalation.terminate(sup.pid, sup.settings.trial_stop_grace);
+            }
             _ = sleep_until(escalation.kill_at), if status.is_none() => {
                 stop.killed_after_grace = Some(escalation.grace);
                 signal_group(sup.pid, Signal::SIGKILL);
@@ -189,7 +220,22 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
                 sup.settings.trial_timeout.as_secs()
             )),
         },
-        Some(Ok(status)) => exit_event(status, stop, &stderr_tail),
+        Some(Ok(status)) => match sup.gang.as_ref() {
+            Some(gang) if stop.silent_gang => ProcessEvent::Exited {
+                code: status.code(),
+                signal: None,
+                error: Some(with_tail(silent_gang_error(gang), &stderr_tail)),
+            },
+            Some(gang) if status.code() == Some(RENDEZVOUS_TIMEOUT_EXIT) => ProcessEvent::Exited {
+                code: status.code(),
+                signal: None,
+                error: Some(with_tail(
+                    format!("the gang did not rendezvous in time (exit status 4; {})", gang.describe),
+                    &stderr_tail,
+                )),
+            },
+            _ => exit_event(status, stop, &stderr_tail),
+        },
         // `None` cannot happen (the loop ends only once the status is known).
         Some(Err(_)) | None => ProcessEvent::Exited {
             code: None,
@@ -205,6 +251,7 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
 }
 
 impl Supervisor {
+    /// Logs the line and forwards what it reports; returns whether it was a `SATURN` line.
     fn handle_line(
         &mut self,
         line: &Line,
@@ -212,7 +259,7 @@ impl Supervisor {
         samples: &mut Vec<StepSample>,
         stderr_tail: &mut VecDeque<String>,
         started: Instant,
-    ) {
+    ) -> bool {
         // The log is written from this task with blocking calls: a line is small and
         // this task serves only this one process, so nothing else waits on it.
         if let Err(err) = self.log.write_line(line.text.as_bytes()) {
@@ -225,9 +272,9 @@ impl Supervisor {
                 }
                 stderr_tail.push_back(line.text.chars().take(STDERR_TAIL_CHARS).collect());
             }
-            return;
+            return false;
         }
-        let Some(report) = parse_line(&line.text) else { return };
+        let Some(report) = parse_line(&line.text) else { return false };
         if let (true, super::protocol::Report::Step(step)) = (self.trial, &report) {
             if samples.len() < MAX_SAMPLES {
                 samples.push(StepSample { step: *step, at: line.at.duration_since(started) });
@@ -235,6 +282,14 @@ impl Supervisor {
         }
         for event in throttle.offer(report, line.at, line.wall) {
             self.send(event);
+        }
+        true
+    }
+
+    /// A line of the agent's own in the job's log.
+    fn note(&mut self, text: &str) {
+        if let Err(err) = self.log.write_line(text.as_bytes()) {
+            tracing::warn!(key = %self.key, %err, "cannot write the job log");
         }
     }
 
@@ -249,9 +304,7 @@ impl Supervisor {
             samples.last().map_or(0, |s| s.step),
             robust_step_time(samples).unwrap_or(f64::NAN)
         );
-        if let Err(err) = self.log.write_line(note.as_bytes()) {
-            tracing::warn!(key = %self.key, %err, "cannot write the job log");
-        }
+        self.note(&note);
         true
     }
 
@@ -270,6 +323,27 @@ async fn read_lines(stream: impl AsyncRead + Unpin, stderr: bool, max_len: usize
     }
 }
 
+/// Why the agent ended a silent gang rank, in words.
+fn silent_gang_error(gang: &RendezvousWatch) -> String {
+    let after = gang.silence_limit.unwrap_or_default();
+    format!(
+        "the gang did not rendezvous: this rank printed no SATURN line within {} s of its start \
+         ({}); stopped so that its GPUs are freed",
+        after.as_secs(),
+        gang.describe
+    )
+}
+
+/// `reason`, followed by the last lines of stderr when there are any.
+fn with_tail(reason: String, stderr_tail: &VecDeque<String>) -> String {
+    if stderr_tail.is_empty() {
+        reason
+    } else {
+        let tail: Vec<&str> = stderr_tail.iter().map(String::as_str).collect();
+        format!("{reason}: {}", tail.join(" | "))
+    }
+}
+
 /// Builds the `Exited` event, with an error that says why in words.
 fn exit_event(status: ExitStatus, stop: StopState, stderr_tail: &VecDeque<String>) -> ProcessEvent {
     use std::os::unix::process::ExitStatusExt;
@@ -281,14 +355,7 @@ fn exit_event(status: ExitStatus, stop: StopState, stderr_tail: &VecDeque<String
         (None, Some(signal)) => Some(signal_reason(signal, stop)),
         (None, None) => Some("ended without an exit status".to_owned()),
     };
-    let error = reason.map(|reason| {
-        if stderr_tail.is_empty() {
-            reason
-        } else {
-            let tail: Vec<&str> = stderr_tail.iter().map(String::as_str).collect();
-            format!("{reason}: {}", tail.join(" | "))
-        }
-    });
+    let error = reason.map(|reason| with_tail(reason, stderr_tail));
     ProcessEvent::Exited { code, signal, error }
 }
 

@@ -112,6 +112,14 @@ fn lease_age(path: &Path) -> Option<Duration> {
     Some(Duration::from_millis(monotonic_ms().saturating_sub(renewed)))
 }
 
+/// How long the agent has been silent, as far as a watchdog started at `started` can
+/// tell: the lease's age, but never more than the watchdog's own age. The agent that
+/// spawned the watchdog was alive at that moment, so a lease left old by an earlier run
+/// of the agent (restarted after a crash) does not count against the new job.
+fn silence(lease_age: Option<Duration>, started: Instant) -> Option<Duration> {
+    lease_age.map(|age| age.min(started.elapsed()))
+}
+
 struct Args {
     /// The agent, when it is not the parent (tests); the parent otherwise.
     agent_pid: Option<i32>,
@@ -170,6 +178,7 @@ pub fn main(args: &[OsString]) -> ! {
             std::process::exit(2);
         }
     };
+    let started = Instant::now();
     let parent = getppid();
     // SAFETY: the handler does nothing.
     unsafe {
@@ -208,7 +217,7 @@ pub fn main(args: &[OsString]) -> ! {
             terminate_group(&mut terminated);
             kill_at = Some(Instant::now() + args.kill_grace);
         }
-        match lease_age(&args.lease) {
+        match silence(lease_age(&args.lease), started) {
             Some(age) if age > args.max_silence => {
                 say(&format!("the agent has not renewed its lease for {:.1} s: killing the job", age.as_secs_f64()));
                 kill_group();
@@ -321,5 +330,16 @@ mod tests {
         assert!(lease_age(lease.path()).unwrap() < Duration::from_secs(5));
         std::fs::write(lease.path(), format!("{}\n", monotonic_ms().saturating_sub(60_000))).unwrap();
         assert!(lease_age(lease.path()).unwrap() >= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_lease_older_than_the_watchdog_counts_only_from_the_watchdog_start() {
+        let started = Instant::now();
+        let old = Some(Duration::from_secs(60));
+        assert!(silence(old, started).unwrap() < Duration::from_secs(5));
+        assert_eq!(silence(None, started), None);
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(30)).unwrap();
+        let age = silence(Some(Duration::from_secs(10)), long_ago).unwrap();
+        assert_eq!(age, Duration::from_secs(10));
     }
 }

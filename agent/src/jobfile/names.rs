@@ -63,10 +63,20 @@ const AGENT_ENV: &[&str] = &[
     "WORLD_SIZE",
 ];
 
+/// `SATURN_*` variables a job's `env` may set: the saturn_train library's own settings
+/// (`SATURN_TRAIN_*`, python/README.md) and the gang's rendezvous timeout, which the
+/// agent reads back from the job's `env` and enforces.
+fn job_may_set(key: &str) -> bool {
+    key.starts_with("SATURN_TRAIN_") || key == "SATURN_RENDEZVOUS_TIMEOUT_S"
+}
+
 /// Checks an `env` key; `Err` says why it is refused.
 pub(crate) fn check_env_key(key: &str) -> Result<(), String> {
     if !is_identifier(key) {
         return Err("an environment variable name must match [A-Za-z_][A-Za-z0-9_]*".into());
+    }
+    if job_may_set(key) {
+        return Ok(());
     }
     if key.starts_with("SATURN_") || AGENT_ENV.contains(&key) {
         return Err("is set by the agent for every job process and cannot be overridden".into());
@@ -129,7 +139,10 @@ mod tests {
     fn agent_variables_cannot_be_overridden() {
         assert!(check_env_key("HF_HOME").is_ok());
         assert!(check_env_key("SATURN_JOB_ID").is_err());
+        assert!(check_env_key("SATURN_TRAINING").is_err());
         assert!(check_env_key("CUDA_VISIBLE_DEVICES").is_err());
+        assert!(check_env_key("SATURN_TRAIN_CHECKPOINT_EVERY").is_ok());
+        assert!(check_env_key("SATURN_RENDEZVOUS_TIMEOUT_S").is_ok());
         assert!(check_env_key("1BAD").is_err());
     }
 }

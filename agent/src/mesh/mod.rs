@@ -43,7 +43,7 @@ mod swarm_events;
 mod swarm_loop;
 pub mod transport;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +69,9 @@ use swarm_loop::SwarmLoop;
 
 /// How long [`spawn`] waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a wildcard listener may take, after its first address, to report the rest.
+const WILDCARD_SETTLE: Duration = Duration::from_secs(2);
 
 /// Capacity of the command channel from the handles.
 const COMMAND_CAPACITY: usize = 256;
@@ -136,9 +139,28 @@ fn build_swarm(config: &MeshConfig) -> Result<Swarm<MeshBehaviour>, MeshError> {
     Ok(swarm)
 }
 
-/// Listens on every configured address and waits until each is bound.
+/// How many addresses a listener on `addr` reports: one, or for a wildcard
+/// (`/ip4/0.0.0.0`, `/ip6/::`) one per address of that family on this host's interfaces.
+fn expected_addresses(addr: &libp2p::Multiaddr) -> usize {
+    use libp2p::multiaddr::Protocol;
+    let family_v4 = match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) if ip.is_unspecified() => true,
+        Some(Protocol::Ip6(ip)) if ip.is_unspecified() => false,
+        _ => return 1,
+    };
+    let count = if_addrs::get_if_addrs()
+        .map(|interfaces| interfaces.iter().filter(|i| i.ip().is_ipv4() == family_v4).count())
+        .unwrap_or(1);
+    count.max(1)
+}
+
+/// Listens on every configured address and waits until each is bound and, for a
+/// wildcard, has reported every address of the host (or [`WILDCARD_SETTLE`] after its
+/// first): the addresses the agent announces are read right after this, and a gang's
+/// `MASTER_ADDR` must be one its peers can reach, not only loopback.
 async fn listen(swarm: &mut Swarm<MeshBehaviour>, config: &MeshConfig) -> Result<(), MeshError> {
     let mut waiting = HashMap::new();
+    let mut expected = HashMap::new();
     for addr in &config.listen {
         let id = swarm
             .listen_on(addr.clone())
@@ -147,23 +169,32 @@ async fn listen(swarm: &mut Swarm<MeshBehaviour>, config: &MeshConfig) -> Result
                 reason: err.to_string(),
             })?;
         waiting.insert(id, addr.clone());
+        expected.insert(id, expected_addresses(addr));
     }
-    let mut bound = HashSet::new();
+    let mut reported: HashMap<_, usize> = HashMap::new();
+    let mut settle_at: Option<tokio::time::Instant> = None;
     let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
-    while bound.len() < waiting.len() {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .map_err(|_| MeshError::Listen {
+    while expected.iter().any(|(id, want)| reported.get(id).copied().unwrap_or(0) < *want) {
+        let all_bound = reported.len() == waiting.len();
+        let until = if all_bound { settle_at.unwrap_or(deadline).min(deadline) } else { deadline };
+        let Ok(event) = tokio::time::timeout_at(until, swarm.select_next_some()).await else {
+            if all_bound {
+                tracing::debug!(?reported, ?expected, "a wildcard listener reported fewer addresses than the host has");
+                break;
+            }
+            return Err(MeshError::Listen {
                 addr: format!("{:?}", waiting.values().collect::<Vec<_>>()),
                 reason: "no address bound in time".into(),
-            })?;
+            });
+        };
         match event {
             SwarmEvent::NewListenAddr {
                 listener_id,
                 address,
             } => {
                 tracing::info!(%address, "mesh listening");
-                bound.insert(listener_id);
+                *reported.entry(listener_id).or_default() += 1;
+                settle_at.get_or_insert_with(|| tokio::time::Instant::now() + WILDCARD_SETTLE);
             }
             SwarmEvent::ListenerClosed {
                 listener_id,

@@ -2,6 +2,8 @@
 //! over a [`ClusterState`] that proposals are applied to directly (no Raft, no mesh), so
 //! the real axum router can be driven in process and its effects read back.
 
+#![allow(dead_code)] // each test binary uses a different part of it
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;

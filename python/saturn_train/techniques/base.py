@@ -16,7 +16,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..distributed import Context
-from ..errors import TaskError
+from ..errors import Infeasible, TaskError
 from ..task import Batch, Task
 
 FullState = dict[str, Any]
@@ -107,7 +107,7 @@ def split(batch: Batch, index: int, count: int) -> Batch:
     """Part `index` of `count` equal parts of the batch along dim 0."""
     size = batch[0].shape[0]
     if size % count:
-        raise TaskError(f"the global batch of {size} samples does not split into {count} equal "
+        raise Infeasible(f"the global batch of {size} samples does not split into {count} equal "
                         f"parts (data-parallel ranks x micro-batches): use a batch size "
                         f"divisible by {count}")
     part = size // count

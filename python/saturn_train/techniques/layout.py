@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import TaskError
+from ..errors import Infeasible, TaskError
 
 
 @dataclass
@@ -92,7 +92,7 @@ def trace(model: nn.Module, blocks: nn.ModuleList, example: torch.Tensor) -> Lay
 def balance(counts: list[int], stages: int) -> list[range]:
     """Contiguous block ranges, one per stage, balanced by parameter count."""
     if stages > len(counts):
-        raise TaskError(f"a pipeline over {stages} stages needs at least {stages} blocks; the "
+        raise Infeasible(f"a pipeline over {stages} stages needs at least {stages} blocks; the "
                         f"model has {len(counts)}: use fewer GPUs or another technique")
     total = sum(counts)
     bounds, acc, start = [], 0, 0

@@ -15,8 +15,8 @@ class Single(Technique):
 
     def setup(self, example: Batch) -> None:
         if self.ctx.world_size != 1:
-            from ..errors import TaskError
-            raise TaskError(f"technique 'single' runs on 1 GPU, got {self.ctx.world_size}: "
+            from ..errors import Infeasible
+            raise Infeasible(f"technique 'single' runs on 1 GPU, got {self.ctx.world_size}: "
                             f"use 'ddp' or 'fsdp' for more")
         self.model = self.build_model().to(self.ctx.device)
         self.opt = self.make_optimizer(self.model.parameters())

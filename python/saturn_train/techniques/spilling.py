@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import TaskError
+from ..errors import Infeasible, TaskError
 from ..task import Batch
 from .base import FullState, Knobs, Technique, dsd_full_state, dsd_load_full_state
 
@@ -48,7 +48,7 @@ class Spilling(Technique):
 
     def setup(self, example: Batch) -> None:
         if self.ctx.world_size != 1:
-            raise TaskError(f"technique 'spilling' runs on 1 GPU, got {self.ctx.world_size}: "
+            raise Infeasible(f"technique 'spilling' runs on 1 GPU, got {self.ctx.world_size}: "
                             f"use 'fsdp' to spread a large model over several GPUs")
         self.device = self.ctx.device
         model = self.build_model()
