@@ -134,7 +134,14 @@ async fn fetch_unlocked(ckpt: &Checkpoints, holder: &str, job: &str, step: u64, 
 }
 
 async fn chunk(ckpt: &Checkpoints, holder: &str, job: &str, step: u64, file: u32, offset: u64, len: u32) -> Result<Vec<u8>, CheckpointError> {
-    let mut last = String::new();
+    // Every distinct error, in order: the first (a reset mid-transfer) says more than
+    // the last (the holder no longer answers).
+    let mut errors: Vec<String> = Vec::new();
+    let mut note = |why: String| {
+        if errors.last() != Some(&why) {
+            errors.push(why);
+        }
+    };
     for round in 0..CHUNK_TRIES {
         if round > 0 {
             tokio::time::sleep(Duration::from_millis(300 * u64::from(round))).await;
@@ -145,11 +152,12 @@ async fn chunk(ckpt: &Checkpoints, holder: &str, job: &str, step: u64, file: u32
             Ok(CheckpointResponse::Unavailable(why)) => {
                 return Err(CheckpointError::Holder { host: holder.to_string(), why });
             }
-            Ok(CheckpointResponse::Manifest(_)) => last = "answered a chunk request with a manifest".into(),
-            Err(why) => last = why,
+            Ok(CheckpointResponse::Manifest(_)) => note("answered a chunk request with a manifest".into()),
+            Err(why) => note(why),
         }
     }
-    Err(CheckpointError::Holder { host: holder.to_string(), why: format!("gave up after {CHUNK_TRIES} tries: {last}") })
+    let why = format!("gave up after {CHUNK_TRIES} tries: {}", errors.join(", then "));
+    Err(CheckpointError::Holder { host: holder.to_string(), why })
 }
 
 fn manifest_request(job: &str, step: u64, digest: &str) -> CheckpointRequest {

@@ -95,7 +95,13 @@ async fn copy_from(ckpt: &Checkpoints, services: &dyn AgentServices, job: &JobId
     let (step, digest) = (candidate.step, candidate.digest.clone());
     if holder == ckpt.agent {
         let (store, id) = (ckpt.store.clone(), job.0.clone());
-        let verified = tokio::task::spawn_blocking(move || store.verify(&id, step, &digest).map(|_| ()))
+        let verified = tokio::task::spawn_blocking(move || {
+            let verified = store.verify(&id, step, &digest).map(|_| ());
+            if verified.is_err() {
+                store.discard(&id, step);
+            }
+            verified
+        })
             .await
             .map_err(|err| CheckpointError::Damaged(format!("verification task failed: {err}")))?;
         if let Err(err) = &verified {

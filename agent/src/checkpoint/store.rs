@@ -94,6 +94,15 @@ impl Store {
         Ok(manifest)
     }
 
+    /// Deletes this host's copy of `step` (found damaged: it must not be served, nor
+    /// taken for a complete copy by the next pull).
+    pub fn discard(&self, job: &str, step: u64) {
+        let dir = self.step_dir(job, step);
+        if let Err(err) = fs::remove_dir_all(&dir) {
+            tracing::debug!(dir = %dir.display(), %err, "cannot delete a damaged checkpoint copy");
+        }
+    }
+
     /// Replaces the contents of `live` by the files of the copy of `step` (a fresh,
     /// empty directory for step 0).
     pub fn restore(&self, job: &str, step: u64, live: &Path) -> Result<(), CheckpointError> {
