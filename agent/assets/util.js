@@ -52,6 +52,15 @@
   };
 
   /** "3m ago" / "in 2m" relative to `nowMs`. */
+  /** Bytes as B, KiB, MiB, GiB or TiB (binary units, one decimal above KiB). */
+  S.fmtBytes = function (n) {
+    if (n == null || !isFinite(n)) return "—";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+  };
+
   S.fmtAgo = function (t, nowMs) {
     const ms = S.toMs(t);
     if (ms == null) return "—";

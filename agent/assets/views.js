@@ -220,7 +220,16 @@
       ["Submitted", timeCell(job.submitted_at, ctx)], ["Started", timeCell(job.started_at, ctx)],
       ["Finished", timeCell(job.finished_at, ctx)], ["Exit code", esc(job.exit_code ?? "—")],
     ];
+    const ckpt = job.checkpoint;
+    if (ckpt) {
+      const copies = ckpt.copies && ckpt.copies.length ? ckpt.copies.map(esc).join(", ") : "none verified";
+      const short = ckpt.copies && ckpt.copies.length < ckpt.copies_wanted ? ` <span class="muted">(${esc(ckpt.copies.length)} of ${esc(ckpt.copies_wanted)} wanted)</span>` : "";
+      kv.push(["Checkpoint", `step ${esc(ckpt.step)} · ${S.fmtBytes(ckpt.size)} · <code title="SHA-256 ${esc(ckpt.digest)}">${esc(String(ckpt.digest).slice(0, 12))}</code>`]);
+      kv.push(["Copies on", `${copies}${short}`]);
+      kv.push(["Replicated", `${S.fmtBytes(ckpt.bytes_replicated)} <span class="muted">· steps kept ${esc((ckpt.steps || []).join(", "))}</span>`]);
+    }
     for (const [k, v] of Object.entries(job.metrics || {})) kv.push([esc(k), S.fmtNumber(v)]);
+    const events = (job.events || []).map((e) => `<li><span class="muted">${esc(S.fmtTime(S.toMs(e.at)))}</span> ${esc(e.text)}</li>`).join("");
     const history = job.metric_history || {};
     const width = Math.min(560, $("detail").clientWidth - 48);
     const charts = Object.entries(history).filter(([, pts]) => Array.isArray(pts) && pts.length)
@@ -228,6 +237,7 @@
       .join("");
     const html = `<dl class="kv">${kv.map(([k, v]) => `<div><dt>${k}</dt><dd>${v}</dd></div>`).join("")}</dl>` +
       (job.error ? `<div class="error-box" role="alert">${esc(job.error)}</div>` : "") +
+      (events ? `<h3>Events</h3><ul class="events">${events}</ul>` : "") +
       (charts ? `<h3>Metrics</h3>${charts}` : "");
     const body = $("detail-body");
     if (body._html !== html) body.innerHTML = body._html = html;

@@ -140,3 +140,75 @@ async fn scenario(h: &Harness, python: &std::path::Path) -> Result<()> {
     eprintln!("4 real-torch jobs profiled, planned and trained in {took:?}");
     Ok(())
 }
+
+/// Steps of the job whose host is killed: long enough (~10 ms a step on CPU) that the
+/// kill lands mid-run, after a replicated checkpoint.
+const RESUME_STEPS: u64 = 3000;
+
+/// A real-torch job resumes on another host from the checkpoint its dead host wrote: the
+/// agent replicated `saturn_train`'s checkpoint directory to a second agent, fetched it
+/// back before the new attempt started, and the library loaded it (it refuses to start
+/// at `SATURN_START_STEP=N` without `step-N`, exit 2, so a completed job proves the
+/// bytes were there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_torch_job_resumes_on_another_host_from_its_replicated_checkpoint() {
+    let Some(python) = torch::python_or_skip("a_real_torch_job_resumes_on_another_host_from_its_replicated_checkpoint") else {
+        return;
+    };
+    let mut setup = Setup::new(3);
+    setup.gpus = "sim:1xSIM-24GB".into();
+    let mut h = Harness::start(&setup).expect("agents start");
+    if let Err(err) = resume_scenario(&mut h, &python).await {
+        panic!("{err:#}\n{}", h.logs());
+    }
+}
+
+async fn resume_scenario(h: &mut Harness, python: &std::path::Path) -> Result<()> {
+    h.wait_formed(0, 3, Duration::from_secs(60)).await?;
+    let script = torch::gpt_script();
+    let toml = format!(
+        r#"
+[[job]]
+name = "moves"
+command = ["{python}", "{script}", "--size", "tiny", "--bs", "8", "--device", "cpu"]
+steps = {RESUME_STEPS}
+techniques = ["ddp"]
+gpus = [1, 1]
+max_restarts = 1
+env = {{ SATURN_TRAIN_CHECKPOINT_EVERY = "200" }}
+
+[job.profile]
+ddp = {{ 1 = 0.01 }}
+"#,
+        python = python.display(),
+        script = script.display()
+    );
+    let id = h.submit(0, &toml).await?.jobs.remove(0).id;
+    // Running, with a checkpoint past step 0 verified on two hosts.
+    let (host, step) = eventually("a replicated checkpoint of the running job", Duration::from_secs(180), || async {
+        let job: JobView = h.client(0).get_json(&format!("/v1/jobs/{id}")).await?;
+        let Some(ckpt) = job.checkpoint.as_ref().filter(|c| c.step > 0 && c.copies.len() >= 2) else { return Ok(None) };
+        Ok(job.placement.first().filter(|_| job.state == "running").map(|p| (p.host.clone(), ckpt.step)))
+    })
+    .await?;
+    let victim = h.cluster.agents.iter().position(|a| a.name == host).context("the job's host")?;
+    let survivor = (victim + 1) % 3;
+    h.cluster.kill(victim)?;
+    eprintln!("killed {host} after checkpoint step {step} of {id}");
+    let job = h.wait_jobs_ended(survivor, std::slice::from_ref(&id), RUN).await?.remove(0);
+    ensure!(job.state == "completed", "{id} ended {} ({:?}); events {:?}", job.state, job.error, job.events);
+    let resumed: Vec<(String, String)> = h
+        .cluster
+        .agents
+        .iter()
+        .filter(|a| a.name != host)
+        .filter_map(|a| attempt_log(&a.data_dir, &id, job.attempt).map(|log| (a.name.clone(), log)))
+        .collect();
+    let (on, log) = resumed.first().context("no log of the final attempt on a surviving host")?;
+    let line = log.lines().find(|l| l.contains("saturn_train: resumed at step")).with_context(|| format!("{on}: no resume line:\n{log}"))?;
+    let at: u64 = line.split("resumed at step ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|s| s.parse().ok()).context("step")?;
+    ensure!(at >= step, "{on} resumed at step {at}, before the replicated checkpoint {step}");
+    ensure!(log.contains(&format!("SATURN step={RESUME_STEPS}")), "{on} did not train to the end:\n{log}");
+    eprintln!("{id} resumed on {on} at step {at} (checkpoint {step} replicated before {host} died)");
+    Ok(())
+}
