@@ -62,11 +62,15 @@ async fn measure(size_mb: u64, rate: u64) -> Result<String> {
     let idle = commit_latencies(&client, &probe, Duration::from_secs(3)).await;
 
     let bytes = size_mb * 1_000_000;
+    // A checkpoint every 2 s (100 steps), or less often for large ones: about twice the
+    // time one copy takes at 200 MiB/s, as a job would checkpoint (a job checkpointing
+    // faster than its copies replicate keeps replacing the copy in flight).
+    let every = (size_mb / 2).max(100);
     let job_file = SynthSweep {
         base_step_ms: 20,
         techniques: r#"["ddp"]"#.into(),
         gpus: (1, 1),
-        checkpoint_every: Some(100),
+        checkpoint_every: Some(every),
         profile: Some("profile = { ddp = { 1 = 0.020 } }".into()),
         extra: format!(r#", "--checkpoint-bytes", "{bytes}""#),
         ..SynthSweep::new("bench", 1, 100_000)
@@ -86,7 +90,7 @@ async fn measure(size_mb: u64, rate: u64) -> Result<String> {
     // Failover while a copy moves: wait for the next checkpoint's record, kill the
     // leader (unless it writes the checkpoint), time a new leader.
     let failover_idle = failover(&mut harness, None).await?;
-    let next = step + 100;
+    let next = step + every;
     poll(&harness.client(0), &id, Duration::from_secs(600), move |job| job.checkpoint.as_ref().is_some_and(|c| c.step >= next)).await.ok();
     let failover_during = failover(&mut harness, Some(&host)).await?;
 

@@ -99,17 +99,67 @@ pub fn pulls_for(state: &ClusterState, me: &str, alive: &BTreeMap<String, bool>)
 
 /// The copies `me` must keep, as (job directory name, step): every recorded step of
 /// which it is a holder (any holder, on shared storage). Anything else in its store may
-/// be deleted.
+/// be deleted (see [`Sweep`] for when).
 pub fn keep_set(state: &ClusterState, me: &str, shared: bool) -> BTreeSet<(String, u64)> {
-    let mut keep = BTreeSet::new();
-    for record in state.jobs.values() {
-        for (step, copy) in &record.checkpoints {
-            if shared || copy.holders.contains(me) {
-                keep.insert((file_safe(&record.id.0), *step));
+    Sweep::of(state, me, shared).keep
+}
+
+/// What a host's store sweep does with each copy it finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Recorded as this host's: keep.
+    Keep,
+    /// Not recorded as this host's yet, but its record may be on its way through Raft
+    /// (a snapshot about to be announced, a replica just sealed): delete once old.
+    DeleteIfOld,
+    /// Older than the job's newest recorded step and recorded nowhere: no record can
+    /// still come for it (apply prunes old steps), so it goes now. A job checkpointing
+    /// faster than its copies replicate would otherwise pile up a copy per checkpoint
+    /// for as long as the grace for young copies.
+    DeleteNow,
+}
+
+/// The state's view of which copies a host keeps.
+#[derive(Clone, Debug, Default)]
+pub struct Sweep {
+    /// Copies recorded as this host's.
+    pub keep: BTreeSet<(String, u64)>,
+    /// Every recorded step, on any host.
+    recorded: BTreeSet<(String, u64)>,
+    /// Each job's newest recorded step.
+    newest: BTreeMap<String, u64>,
+}
+
+impl Sweep {
+    /// The sweep of `me`'s store.
+    pub fn of(state: &ClusterState, me: &str, shared: bool) -> Self {
+        let mut sweep = Sweep::default();
+        for record in state.jobs.values() {
+            let job = file_safe(&record.id.0);
+            for (step, copy) in &record.checkpoints {
+                if shared || copy.holders.contains(me) {
+                    sweep.keep.insert((job.clone(), *step));
+                }
+                sweep.recorded.insert((job.clone(), *step));
+            }
+            if let Some((step, _)) = record.newest_checkpoint() {
+                sweep.newest.insert(job, step);
             }
         }
+        sweep
     }
-    keep
+
+    /// What to do with this host's copy of `step` of the job stored as `job`.
+    pub fn verdict(&self, job: &str, step: u64) -> Verdict {
+        let key = (job.to_owned(), step);
+        if self.keep.contains(&key) {
+            Verdict::Keep
+        } else if !self.recorded.contains(&key) && self.newest.get(job).is_some_and(|newest| step < *newest) {
+            Verdict::DeleteNow
+        } else {
+            Verdict::DeleteIfOld
+        }
+    }
 }
 
 /// A stable per-(job, step, host) order (FNV-1a).
@@ -191,5 +241,20 @@ mod tests {
         assert!(candidates[0].reachable.is_empty(), "only a, which is down, holds step 20");
         assert_eq!(candidates[1].reachable, vec!["b".to_string()]);
         assert_eq!(keep_set(&state, "b", false), [("j-000001".to_string(), 10)].into());
+    }
+
+    #[test]
+    fn a_copy_no_record_can_still_come_for_is_deleted_at_once() {
+        let (mut state, job) = cluster(&["a", "b", "c"]);
+        stored(&mut state, &job, 10, 2);
+        stored(&mut state, &job, 20, 2);
+        let sweep = Sweep::of(&state, "a", false);
+        let dir = "j-000001";
+        assert_eq!(sweep.verdict(dir, 20), Verdict::Keep, "the writer's own recorded copy");
+        assert_eq!(sweep.verdict(dir, 15), Verdict::DeleteNow, "older than the newest record and recorded nowhere");
+        assert_eq!(sweep.verdict(dir, 30), Verdict::DeleteIfOld, "newer than any record: its record may be on its way");
+        let on_b = Sweep::of(&state, "b", false);
+        assert_eq!(on_b.verdict(dir, 10), Verdict::DeleteIfOld, "recorded (on a): b's replica record may be on its way");
+        assert_eq!(on_b.verdict("j-000009", 5), Verdict::DeleteIfOld, "a job without records");
     }
 }

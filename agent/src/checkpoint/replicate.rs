@@ -14,7 +14,7 @@ use std::time::Duration;
 use saturn_consensus::{Command, JobId};
 use tokio::sync::watch;
 
-use super::plan::{keep_set, pulls_for, Pull};
+use super::plan::{pulls_for, Pull, Sweep, Verdict};
 use super::{fetch::fetch, CheckpointError, CheckpointStats, Checkpoints};
 use crate::api::{now_ms, AgentServices};
 
@@ -48,12 +48,14 @@ pub async fn round(ckpt: &Checkpoints, services: &dyn AgentServices) {
     for pull in pulls {
         pull_one(ckpt, services, &pull).await;
     }
-    let keep = keep_set(&services.state(), &ckpt.agent, ckpt.shared);
+    let sweep = Sweep::of(&services.state(), &ckpt.agent, ckpt.shared);
     let store = ckpt.store.clone();
     let _ = tokio::task::spawn_blocking(move || {
         for (job, step) in store.copies() {
-            if !keep.contains(&(job.clone(), step)) {
-                store.delete_if_old(&job, step, YOUNG);
+            match sweep.verdict(&job, step) {
+                Verdict::Keep => {}
+                Verdict::DeleteIfOld => store.delete_if_old(&job, step, YOUNG),
+                Verdict::DeleteNow => store.delete_if_old(&job, step, Duration::ZERO),
             }
         }
         store.delete_stale_partials(STALE_PARTIAL);
