@@ -130,6 +130,8 @@ struct Sim {
     commits: Vec<(u64, BTreeSet<JobId>)>,
     /// Early stops applied: the job and when.
     stops: Vec<(JobId, u64)>,
+    /// Hosts whose GPUs 2 and 3 are of a second model.
+    mixed: BTreeSet<String>,
 }
 
 impl Sim {
@@ -149,6 +151,7 @@ impl Sim {
             agent_downs: Vec::new(),
             commits: Vec::new(),
             stops: Vec::new(),
+            mixed: BTreeSet::new(),
         }
     }
 
@@ -180,7 +183,7 @@ impl Sim {
             .map(|name| {
                 let health = match self.partitioned.get(*name) {
                     Some(since) => AgentHealth::Dead { since_ms: *since },
-                    None => AgentHealth::Alive { node: node(name), gpus: gpus() },
+                    None => AgentHealth::Alive { node: node(name), gpus: gpus(self.mixed.contains(*name)) },
                 };
                 (name.to_string(), health)
             })
@@ -375,9 +378,13 @@ fn node(name: &str) -> AgentNode {
     AgentNode { name: name.into(), peer_id: format!("peer-{name}"), addrs: vec![] }
 }
 
-fn gpus() -> Vec<GpuInfo> {
-    (0..GPUS_PER_HOST).map(|index| GpuInfo { index, model: "SIM-24GB".into(), memory_mib: 24_576 }).collect()
+/// A host's GPUs; on a mixed host GPUs 2 and 3 are an older model.
+fn gpus(mixed: bool) -> Vec<GpuInfo> {
+    let model = |index| if mixed && index >= 2 { OLD_MODEL } else { "SIM-24GB" };
+    (0..GPUS_PER_HOST).map(|index| GpuInfo { index, model: model(index).into(), memory_mib: 24_576 }).collect()
 }
+
+const OLD_MODEL: &str = "SIM-OLD";
 
 /// Makespans of the whole sweep from scratch (full steps, the profiles the sim ended
 /// with) as planned by `solver`.
@@ -399,7 +406,7 @@ fn planned_makespan(sim: &Sim, solver: Solver) -> f64 {
     let instance = Instance {
         hosts: hosts
             .iter()
-            .map(|h| Host { name: h.name.clone(), gpus: h.gpus.len() as u32, gpu_model: Some(h.model.clone()) })
+            .map(|h| Host { name: h.group.clone(), gpus: h.gpus.len() as u32, gpu_model: Some(h.model.clone()) })
             .collect(),
         jobs,
         switch_cost_s: 0.0,
@@ -451,6 +458,33 @@ fn a_sweep_is_profiled_cheaply_and_finishes_well_ahead_of_max_heuristic() {
     assert!(ratio < 0.85, "makespan {makespan} s is not well below max-heuristic's {max_heuristic} s");
     assert!(stats.trials < stats.full_grid_trials, "{stats:?}");
     assert!(stats.saved_gpu_seconds > 0.0);
+}
+
+#[test]
+fn every_gpu_of_mixed_gpu_hosts_is_planned_and_each_job_runs_on_one_model() {
+    // node-b and node-c: GPUs 0-1 of one model, 2-3 of another. Each model's pair is a
+    // GPU group of its own, so jobs are profiled, planned and dispatched on both.
+    let mut sim = Sim::new(sweep(&["resnet", "bert"]));
+    sim.mixed = ["node-b", "node-c"].iter().map(|s| s.to_string()).collect();
+    sim.run(20_000, |_| {});
+    assert!(sim.state.jobs.values().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
+    let model = |host: &str, gpu: u32| if sim.mixed.contains(host) && gpu >= 2 { OLD_MODEL } else { "SIM-24GB" };
+    for run in &sim.runs {
+        for hg in &run.placement {
+            let first = model(&hg.host, hg.gpus[0]);
+            assert!(hg.gpus.iter().all(|&g| model(&hg.host, g) == first), "one entry spans two models: {run:?}");
+        }
+        let models: BTreeSet<&str> = run.placement.iter().map(|hg| model(&hg.host, hg.gpus[0])).collect();
+        assert_eq!(models.len(), 1, "a gang spans two models: {run:?}");
+    }
+    let trained_on_old = sim
+        .runs
+        .iter()
+        .filter(|r| r.placement.iter().all(|hg| hg.gpus.iter().all(|&g| model(&hg.host, g) == OLD_MODEL)))
+        .count();
+    assert!(trained_on_old > 0, "no job trained on the minority model's GPUs: {:#?}", sim.runs);
+    let old_profiles = sim.state.profiles.keys().filter(|k| k.gpu_model == OLD_MODEL).count();
+    assert!(old_profiles > 0, "the minority model was never profiled");
 }
 
 #[test]

@@ -304,6 +304,9 @@ pub struct StoredPlan {
     pub solver: String,
     /// One per planned job.
     pub assignments: Vec<PlannedAssignment>,
+    /// Wall-clock milliseconds the leader's re-plan that produced it took (all its solves).
+    #[serde(default)]
+    pub solve_ms: u64,
 }
 
 /// One job's place in a plan.

@@ -156,7 +156,7 @@ pub fn plan(state: &ClusterState) -> Option<PlanView> {
         lower_bound_s: plan.lower_bound_s,
         baseline_makespan_s: plan.baseline_makespan_s,
         solver: plan.solver.clone(),
-        solve_ms: 0,
+        solve_ms: plan.solve_ms,
         made_at_ms: plan.committed_at_ms,
         assignments,
     })

@@ -75,13 +75,20 @@ fn in_start_order(assignments: &[PlannedAssignment]) -> Vec<&PlannedAssignment> 
     ordered
 }
 
+/// A host that is not up, a GPU it does not offer, or GPUs of two models in one entry
+/// (each entry must lie in one GPU group: the plan's step time is that model's).
 fn unplaceable(placement: &Placement, hosts: &[HostView]) -> Option<String> {
-    placement.iter().find_map(|hg| match hosts.iter().find(|h| h.name == hg.host) {
-        None => Some(format!("host {} is not up", hg.host)),
-        Some(host) => {
-            let missing = hg.gpus.iter().find(|g| !host.gpus.contains(g))?;
-            Some(format!("host {} has no GPU {missing} of model {}", hg.host, host.model))
+    placement.iter().find_map(|hg| {
+        let mut groups = hosts.iter().filter(|h| h.name == hg.host).peekable();
+        if groups.peek().is_none() {
+            return Some(format!("host {} is not up", hg.host));
         }
+        let &first = hg.gpus.first()?;
+        let Some(group) = groups.find(|h| h.gpus.contains(&first)) else {
+            return Some(format!("host {} has no GPU {first}", hg.host));
+        };
+        let missing = hg.gpus.iter().find(|g| !group.gpus.contains(g))?;
+        Some(format!("host {} has no GPU {missing} of model {}", hg.host, group.model))
     })
 }
 

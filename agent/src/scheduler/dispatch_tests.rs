@@ -94,3 +94,19 @@ fn a_plan_naming_a_missing_gpu_or_host_asks_for_a_replan() {
     state.apply(&Command::AgentDown { name: "a".into(), at_ms: 1 });
     assert!(decide(&state).replan.is_some_and(|why| why.contains("not up")));
 }
+
+#[test]
+fn both_models_of_a_mixed_host_run_jobs_at_once_and_a_plan_spanning_them_is_stale() {
+    let mut state = ClusterState::default();
+    crate::scheduler::test_support::add_mixed_host(&mut state, "a", &["OLD", "OLD", "NEW", "NEW"]);
+    let ids = submit(&mut state, (0..2).map(|i| spec(&format!("j{i}"), "g", &["ddp"], 1, 2)).collect());
+    for id in &ids {
+        state.apply(&Command::SetJobPhase { job: id.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    }
+    commit(&mut state, &[(&ids[0], &[2, 3], 0.0), (&ids[1], &[0, 1], 0.0)]);
+    assert_eq!(dispatched(&decide(&state)), ids, "one job on each model's GPUs, at once");
+    assert!(plan_stale_reason(&state, &up_hosts(&state)).is_none());
+    commit(&mut state, &[(&ids[0], &[1, 2], 0.0)]);
+    let why = plan_stale_reason(&state, &up_hosts(&state)).expect("GPUs of two models in one entry");
+    assert!(why.contains("GPU 2 of model OLD"), "{why}");
+}

@@ -6,10 +6,11 @@ use saturn_consensus::{ClusterState, HostGpus, Placement};
 
 use super::shapes::{HostView, Shape};
 
-/// The free GPUs of every up host (of its offered model only), by host name.
+/// The free GPUs of every up host's GPU groups (one per model), by group.
 #[derive(Clone, Debug, Default)]
 pub struct FreeGpus {
-    hosts: BTreeMap<String, (String, Vec<u32>)>,
+    /// Group name → (agent name, model, free GPUs).
+    hosts: BTreeMap<String, (String, String, Vec<u32>)>,
 }
 
 impl FreeGpus {
@@ -19,21 +20,34 @@ impl FreeGpus {
             .iter()
             .map(|h| {
                 let free = h.gpus.iter().copied().filter(|g| state.gpu_holder(&h.name, *g).is_none()).collect();
-                (h.name.clone(), (h.model.clone(), free))
+                (h.group.clone(), (h.name.clone(), h.model.clone(), free))
             })
             .collect();
         FreeGpus { hosts }
+    }
+
+    /// The free GPUs of agent `host`, over all its groups.
+    fn of_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a u32> + 'a {
+        self.hosts.values().filter(move |(name, _, _)| name == host).flat_map(|(_, _, free)| free)
+    }
+
+    /// Marks GPUs of agent `host` as taken where `taken` says so.
+    fn retain(&mut self, host: &str, taken: impl Fn(&u32) -> bool) {
+        for (_, _, free) in self.hosts.values_mut().filter(|(name, _, _)| name == host) {
+            free.retain(|g| !taken(g));
+        }
     }
 
     /// A placement of `shape` on free GPUs of `model`, or `None` if it does not fit now.
     /// Best fit: hosts with the fewest free GPUs that still suffice go first, so large
     /// holes stay open for large shapes.
     pub fn pick(&self, model: &str, shape: Shape) -> Option<Placement> {
+        // Groups of one model are on distinct agents, so a gang gets distinct hosts.
         let mut candidates: Vec<(&String, &Vec<u32>)> = self
             .hosts
-            .iter()
-            .filter(|(_, (m, free))| m == model && free.len() >= shape.gpus_per_host as usize)
-            .map(|(name, (_, free))| (name, free))
+            .values()
+            .filter(|(_, m, free)| m == model && free.len() >= shape.gpus_per_host as usize)
+            .map(|(name, _, free)| (name, free))
             .collect();
         if candidates.len() < shape.hosts as usize {
             return None;
@@ -52,32 +66,26 @@ impl FreeGpus {
 
     /// Whether every GPU of `placement` is free.
     pub fn all_free(&self, placement: &Placement) -> bool {
-        placement
-            .iter()
-            .all(|hg| self.hosts.get(&hg.host).is_some_and(|(_, free)| hg.gpus.iter().all(|g| free.contains(g))))
+        placement.iter().all(|hg| hg.gpus.iter().all(|g| self.of_host(&hg.host).any(|f| f == g)))
     }
 
     /// Marks the GPUs of `placement` as taken.
     pub fn take(&mut self, placement: &Placement) {
         for hg in placement {
-            if let Some((_, free)) = self.hosts.get_mut(&hg.host) {
-                free.retain(|g| !hg.gpus.contains(g));
-            }
+            self.retain(&hg.host, |g| hg.gpus.contains(g));
         }
     }
 
     /// Marks these `(host, gpu)` slots as taken.
     pub fn take_slots(&mut self, slots: &[saturn_consensus::GpuSlot]) {
         for (host, gpu) in slots {
-            if let Some((_, free)) = self.hosts.get_mut(host) {
-                free.retain(|g| g != gpu);
-            }
+            self.retain(host, |g| g == gpu);
         }
     }
 
     /// Free GPUs in total.
     pub fn count(&self) -> usize {
-        self.hosts.values().map(|(_, free)| free.len()).sum()
+        self.hosts.values().map(|(_, _, free)| free.len()).sum()
     }
 }
 

@@ -1,7 +1,10 @@
 //! Replicated state → the planner's [`Instance`].
 //!
-//! - Hosts are the up agents with GPUs, each offering its majority GPU model
-//!   ([`shapes`](super::shapes)); planner GPU `i` of a host is its `i`-th offered GPU.
+//! - Hosts are the GPU groups of the up agents, one per agent and GPU model
+//!   ([`shapes`](super::shapes)): a planner host is named after its agent, or
+//!   `AGENT/MODEL` on an agent with several models; planner GPU `i` of a group is its
+//!   `i`-th GPU. Placements translate both ways here, so the committed plan and the
+//!   dispatch only ever see agent names and real GPU indices.
 //! - Jobs are those waiting to run (`scheduled`, or carrying a trial they return to
 //!   `scheduled` from) and those running; a planner job id is the [`JobId`] string.
 //! - Remaining steps: from `steps_done` for a running job, from the last checkpoint
@@ -29,7 +32,7 @@ use super::shapes::{host_sizes_by_model, HostView, Shape};
 pub struct PlanningInstance {
     /// The planner's input.
     pub instance: Instance,
-    /// The hosts it was built from (planner GPU index → real GPU index).
+    /// The GPU groups it was built from (planner host and GPU index → agent, real GPU index).
     pub hosts: Vec<HostView>,
     /// Where each option's step time came from, per job, in option order.
     pub sources: BTreeMap<JobId, Vec<Source>>,
@@ -48,25 +51,27 @@ impl PlanningInstance {
         entries
             .iter()
             .map(|entry| {
-                let host = self.hosts.iter().find(|h| h.name == entry.host)?;
+                let host = self.hosts.iter().find(|h| h.group == entry.host)?;
                 let gpus = entry.gpus.iter().map(|&i| host.gpus.get(i as usize).copied()).collect::<Option<_>>()?;
-                Some(HostGpus { host: entry.host.clone(), gpus })
+                Some(HostGpus { host: host.name.clone(), gpus })
             })
             .collect()
     }
 
-    /// A real placement in planner GPU indices; `None` if a GPU is not offered.
+    /// A real placement in planner hosts and GPU indices; `None` if a GPU is not offered
+    /// or one host's GPUs of the placement span two models (no planner host holds them).
     pub fn to_planner_placement(&self, placement: &Placement) -> Option<Vec<PlacementEntry>> {
         placement
             .iter()
             .map(|hg| {
-                let host = self.hosts.iter().find(|h| h.name == hg.host)?;
+                let first = hg.gpus.first()?;
+                let host = self.hosts.iter().find(|h| h.name == hg.host && h.gpus.contains(first))?;
                 let gpus = hg
                     .gpus
                     .iter()
                     .map(|g| host.gpus.iter().position(|x| x == g).map(|i| i as u32))
                     .collect::<Option<_>>()?;
-                Some(PlacementEntry { host: hg.host.clone(), gpus })
+                Some(PlacementEntry { host: host.group.clone(), gpus })
             })
             .collect()
     }
@@ -93,7 +98,7 @@ pub fn build_instance(
         instance: Instance {
             hosts: hosts
                 .iter()
-                .map(|h| Host { name: h.name.clone(), gpus: h.gpus.len() as u32, gpu_model: Some(h.model.clone()) })
+                .map(|h| Host { name: h.group.clone(), gpus: h.gpus.len() as u32, gpu_model: Some(h.model.clone()) })
                 .collect(),
             jobs: Vec::new(),
             switch_cost_s: config.switch_cost_s,
@@ -169,7 +174,7 @@ fn running_of(
     let live = job.live.as_ref().filter(|l| l.kind == DispatchKind::Train && l.status == AttemptStatus::Running)?;
     let placement = planning.to_planner_placement(&live.placement)?;
     let first_host = &placement.first()?.host;
-    let first = planning.hosts.iter().find(|h| h.name == *first_host)?;
+    let first = planning.hosts.iter().find(|h| h.group == *first_host)?;
     let shape = Shape { gpus_per_host: placement[0].gpus.len() as u32, hosts: placement.len() as u32 };
     let matches = |o: &JobOption| {
         o.technique == live.technique

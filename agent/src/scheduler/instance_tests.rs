@@ -1,10 +1,12 @@
 //! State → planner instance, scenario by scenario.
 
+use std::collections::BTreeSet;
+
 use saturn_consensus::{AttemptEvent, Command, JobPhase};
 
 use super::*;
 use crate::scheduler::shapes::up_hosts;
-use crate::scheduler::test_support::{cluster, key, record, spec, submit};
+use crate::scheduler::test_support::{add_mixed_host, cluster, key, record, spec, start_training, submit};
 
 fn build(state: &ClusterState) -> PlanningInstance {
     let config = SchedulerConfig::default();
@@ -77,4 +79,50 @@ fn planner_indices_map_to_the_real_gpus_of_a_host() {
     assert_eq!(planner[0].gpus, vec![1, 2]);
     assert_eq!(planning.to_state_placement(&planner), Some(real));
     assert!(planning.to_planner_placement(&vec![HostGpus { host: "a".into(), gpus: vec![0] }]).is_none());
+}
+
+/// Host `h` with GPUs 0-1 of model `OLD` and 2-3 of `NEW`; one job (ddp, 1..=2 GPUs)
+/// measured on both models.
+fn mixed_host() -> (ClusterState, JobId) {
+    use saturn_consensus::ProfileKey;
+    let mut state = ClusterState::default();
+    add_mixed_host(&mut state, "h", &["OLD", "OLD", "NEW", "NEW"]);
+    let id = submit(&mut state, vec![spec("j", "g", &["ddp"], 1, 2)]).remove(0);
+    for (model, slow) in [("OLD", 2.0), ("NEW", 1.0)] {
+        for (n, t) in [(1, 1.0), (2, 0.6)] {
+            let key = ProfileKey { gpu_model: model.into(), ..key("g", "ddp", n, 1) };
+            record(&mut state, key, Some(t * slow));
+        }
+    }
+    state.apply(&Command::SetJobPhase { job: id.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    (state, id)
+}
+
+#[test]
+fn a_mixed_gpu_host_is_one_planner_host_per_model_and_placements_map_to_real_gpus() {
+    let (state, _) = mixed_host();
+    let planning = build(&state);
+    let hosts: Vec<(&str, u32, Option<&str>)> =
+        planning.instance.hosts.iter().map(|h| (h.name.as_str(), h.gpus, h.gpu_model.as_deref())).collect();
+    assert_eq!(hosts, vec![("h/NEW", 2, Some("NEW")), ("h/OLD", 2, Some("OLD"))]);
+    let models: BTreeSet<Option<&str>> =
+        planning.instance.jobs[0].options.iter().map(|o| o.gpu_model.as_deref()).collect();
+    assert_eq!(models, BTreeSet::from([Some("NEW"), Some("OLD")]), "options on both models");
+    planning.instance.validate().expect("a valid planner instance");
+    let planner = vec![PlacementEntry { host: "h/NEW".into(), gpus: vec![1] }];
+    let real = vec![HostGpus { host: "h".into(), gpus: vec![3] }];
+    assert_eq!(planning.to_state_placement(&planner), Some(real.clone()));
+    assert_eq!(planning.to_planner_placement(&real), Some(planner));
+    let across = vec![HostGpus { host: "h".into(), gpus: vec![1, 2] }];
+    assert_eq!(planning.to_planner_placement(&across), None, "no planner host holds GPUs of two models");
+}
+
+#[test]
+fn a_job_running_on_the_minority_model_of_a_mixed_host_is_pinned_there() {
+    let (mut state, id) = mixed_host();
+    start_training(&mut state, &id, vec![HostGpus { host: "h".into(), gpus: vec![0, 1] }]);
+    let planning = build(&state);
+    let running = planning.instance.jobs[0].running.as_ref().expect("running");
+    assert_eq!(running.placement, vec![PlacementEntry { host: "h/OLD".into(), gpus: vec![0, 1] }]);
+    planning.instance.validate().expect("the running placement matches an OLD option");
 }

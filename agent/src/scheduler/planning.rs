@@ -169,10 +169,11 @@ pub fn replan(
             (pinned, Vec::new())
         }
     };
-    let stored = stored_plan(&chosen, planning, baseline.makespan_s)?;
+    let mut stored = stored_plan(&chosen, planning, baseline.makespan_s)?;
+    stored.solve_ms = started.elapsed().as_millis() as u64;
     let mut outcome = PlanOutcome {
         commands: Vec::new(),
-        solve_ms: started.elapsed().as_millis() as u64,
+        solve_ms: stored.solve_ms,
         makespan_s: chosen.makespan_s,
         baseline_makespan_s: baseline.makespan_s,
         lower_bound_s: chosen.lower_bound_s,
@@ -272,6 +273,7 @@ fn stored_plan(
         baseline_makespan_s,
         solver: plan.solver.clone(),
         assignments,
+        solve_ms: plan.solve_ms,
     })
 }
 

@@ -80,3 +80,17 @@ fn a_nearly_done_job_is_left_alone_when_moving_would_not_pay() {
     let Some(Command::CommitPlan { plan, .. }) = outcome.commands.first() else { panic!("no plan committed") };
     assert_eq!(plan.assignments[0].placement, vec![HostGpus { host: "a".into(), gpus: vec![0] }]);
 }
+
+#[test]
+fn the_committed_plan_carries_the_solve_time_that_get_plan_reports() {
+    let mut state = one_running_job(10_000);
+    let began = std::time::Instant::now();
+    let outcome = run_replan(&state, 0);
+    let wall_ms = began.elapsed().as_millis() as u64;
+    let Some(commit @ Command::CommitPlan { plan, .. }) = outcome.commands.first() else { panic!("no plan committed") };
+    assert_eq!(plan.solve_ms, outcome.solve_ms);
+    assert!(outcome.solve_ms <= wall_ms);
+    state.apply(commit);
+    let view = crate::api::render::plan(&state).expect("a plan is committed");
+    assert_eq!(view.solve_ms, outcome.solve_ms, "GET /v1/plan reports the leader's solve time");
+}

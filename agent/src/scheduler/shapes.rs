@@ -1,19 +1,23 @@
 //! Which GPUs the cluster offers, per GPU model, and the shapes a job can take on them.
 //!
-//! The planner models a host as identical GPUs. A host that mixes models is reduced to its
-//! majority model (ties: the alphabetically first), and only those GPUs are offered; the
-//! others stay idle rather than letting one gang span two speeds. [`HostView`] keeps the
-//! real GPU indices so planner indices (`0..n`) translate back to `CUDA_VISIBLE_DEVICES`.
+//! The planner models a host as identical GPUs. A host that mixes models is offered as one
+//! group per model, each a planner host of its own named `HOST/MODEL` (a single-model host
+//! keeps its name), so every GPU can be planned while no gang spans two speeds.
+//! [`HostView`] keeps the agent's name and the real GPU indices so planner indices (`0..n`)
+//! translate back to the agent and its `CUDA_VISIBLE_DEVICES`.
 
 use std::collections::BTreeMap;
 
 use saturn_consensus::{AgentRecord, ClusterState};
 
-/// An up host as the scheduler uses it: one GPU model and the indices of those GPUs.
+/// An up host's GPUs of one model, as the scheduler uses them: a planner host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostView {
     /// Agent name.
     pub name: String,
+    /// The planner's name for this group: the agent name, or `AGENT/MODEL` when the agent
+    /// has GPUs of several models.
+    pub group: String,
     /// The GPU model offered.
     pub model: String,
     /// Real GPU indices of that model, ascending; planner GPU `i` is `gpus[i]`.
@@ -41,22 +45,28 @@ impl Shape {
     }
 }
 
-/// The up hosts with at least one GPU, by name.
+/// The GPU groups of the up hosts: by agent name, then model.
 pub fn up_hosts(state: &ClusterState) -> Vec<HostView> {
-    state.agents.values().filter(|a| a.up).filter_map(host_view).collect()
+    state.agents.values().filter(|a| a.up).flat_map(host_views).collect()
 }
 
-fn host_view(agent: &AgentRecord) -> Option<HostView> {
-    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+/// One view per GPU model of the agent (none without GPUs).
+fn host_views(agent: &AgentRecord) -> Vec<HostView> {
+    let mut by_model: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for gpu in &agent.gpus {
-        *counts.entry(gpu.model.as_str()).or_default() += 1;
+        by_model.entry(gpu.model.as_str()).or_default().push(gpu.index);
     }
-    // max_by_key keeps the last maximum; iterate in reverse so ties go to the first name.
-    let (model, _) = counts.iter().rev().max_by_key(|(_, n)| **n)?;
-    let mut gpus: Vec<u32> = agent.gpus.iter().filter(|g| g.model == *model).map(|g| g.index).collect();
-    gpus.sort_unstable();
-    gpus.dedup();
-    Some(HostView { name: agent.node.name.clone(), model: model.to_string(), gpus })
+    let name = &agent.node.name;
+    let mixed = by_model.len() > 1;
+    by_model
+        .into_iter()
+        .map(|(model, mut gpus)| {
+            gpus.sort_unstable();
+            gpus.dedup();
+            let group = if mixed { format!("{name}/{model}") } else { name.clone() };
+            HostView { name: name.clone(), group, model: model.to_string(), gpus }
+        })
+        .collect()
 }
 
 /// Per GPU model, the GPU counts of its hosts, largest first.
@@ -133,13 +143,21 @@ mod tests {
     }
 
     #[test]
-    fn a_mixed_host_offers_its_majority_model_with_real_indices() {
+    fn a_mixed_host_offers_every_model_as_its_own_group_with_real_indices() {
         let mut state = ClusterState::default();
         let gpu = |index, model: &str| GpuInfo { index, model: model.into(), memory_mib: 1 };
         let node = AgentNode { name: "h".into(), peer_id: "p".into(), addrs: vec![] };
         let gpus = vec![gpu(0, "V100"), gpu(1, "A100"), gpu(2, "A100"), gpu(3, "V100"), gpu(5, "A100")];
         state.apply(&Command::AgentUp { node, gpus, at_ms: 0 });
+        let view = |group: &str, model: &str, gpus: Vec<u32>| HostView {
+            name: "h".into(),
+            group: group.into(),
+            model: model.into(),
+            gpus,
+        };
         let hosts = up_hosts(&state);
-        assert_eq!(hosts, vec![HostView { name: "h".into(), model: "A100".into(), gpus: vec![1, 2, 5] }]);
+        assert_eq!(hosts, vec![view("h/A100", "A100", vec![1, 2, 5]), view("h/V100", "V100", vec![0, 3])]);
+        let sizes = host_sizes_by_model(&hosts);
+        assert_eq!((sizes["A100"].clone(), sizes["V100"].clone()), (vec![3], vec![2]));
     }
 }

@@ -18,6 +18,24 @@ pub fn cluster(hosts: &[(&str, u32)]) -> ClusterState {
     state
 }
 
+/// Adds an up host whose GPUs `0..` have the given models, in order.
+pub fn add_mixed_host(state: &mut ClusterState, name: &str, models: &[&str]) {
+    let gpus = models
+        .iter()
+        .enumerate()
+        .map(|(index, model)| GpuInfo { index: index as u32, model: model.to_string(), memory_mib: 24_576 })
+        .collect();
+    state.apply(&Command::AgentUp { node: node(name), gpus, at_ms: 0 });
+}
+
+/// Dispatches `job` for training on `placement` and reports it started.
+pub fn start_training(state: &mut ClusterState, job: &JobId, placement: Vec<saturn_consensus::HostGpus>) {
+    use saturn_consensus::{AttemptEvent, DispatchKind};
+    let technique = "ddp".to_string();
+    state.apply(&Command::Dispatch { job: job.clone(), technique, placement, kind: DispatchKind::Train, at_ms: 0 });
+    state.apply(&Command::JobEvent { job: job.clone(), attempt: 1, event: AttemptEvent::Started, at_ms: 0 });
+}
+
 pub fn node(name: &str) -> AgentNode {
     AgentNode { name: name.into(), peer_id: format!("peer-{name}"), addrs: vec![] }
 }
