@@ -238,7 +238,14 @@ impl ClusterState {
                 merge_metrics(&mut live.metrics, metrics);
                 if training {
                     record.steps_done = *step;
-                    merge_metrics(&mut record.metrics, metrics);
+                    let dropped = merge_metrics(&mut record.metrics, metrics);
+                    if !dropped.is_empty() && !record.notes.iter().any(|n| n.text.starts_with(METRICS_DROPPED)) {
+                        let text = format!(
+                            "{METRICS_DROPPED}: the job reported more than {MAX_METRIC_NAMES} distinct metric names; new names are ignored (first ignored: {})",
+                            dropped.join(", ")
+                        );
+                        record.note(at_ms, text);
+                    }
                     record.record_rungs(*step);
                 }
             }
@@ -437,13 +444,26 @@ fn exit_description(attempt: Attempt, code: Option<i32>) -> String {
     }
 }
 
-fn merge_metrics(into: &mut Vec<(String, f64)>, new: &[(String, f64)]) {
+/// Most distinct metric names a job (and each attempt) keeps in the replicated state: a
+/// job printing ever new names must not grow every agent's state without bound.
+pub const MAX_METRIC_NAMES: usize = 64;
+
+/// How the note about ignored metric names starts (it is written once per job).
+const METRICS_DROPPED: &str = "metrics ignored";
+
+/// Updates `into` with `new`; a name beyond [`MAX_METRIC_NAMES`] is not added. Returns
+/// the names not added.
+fn merge_metrics(into: &mut Vec<(String, f64)>, new: &[(String, f64)]) -> Vec<String> {
+    let mut dropped = Vec::new();
     for (name, value) in new {
+        let room = into.len() < MAX_METRIC_NAMES;
         match into.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = *value,
-            None => into.push((name.clone(), *value)),
+            None if room => into.push((name.clone(), *value)),
+            None => dropped.push(name.clone()),
         }
     }
+    dropped
 }
 
 pub(crate) fn wrong_state(id: &JobId, why: String) -> Rejection {

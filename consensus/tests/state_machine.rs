@@ -202,3 +202,23 @@ fn plans_get_increasing_epochs() {
     assert_eq!(state.apply(&Command::CommitPlan { plan, at_ms: 8 }), CommandResult::PlanCommitted { epoch: 2 });
     assert_eq!(state.plan.as_ref().map(|p| (p.epoch, p.committed_at_ms)), Some((2, 8)));
 }
+
+#[test]
+fn a_job_printing_ever_new_metric_names_keeps_at_most_the_cap_and_gets_one_note() {
+    let mut state = cluster_with_hosts();
+    let job = submit(&mut state, vec![spec("a", 1000, 1)]).remove(0);
+    state.apply(&train(&job, on("a", &[0])));
+    for step in 1..=100u64 {
+        let metrics = vec![(format!("m{step}"), step as f64), ("loss".to_string(), 1.0 / step as f64)];
+        state.apply(&event(&job, 1, AttemptEvent::Progress { step, metrics }));
+    }
+    let record = &state.jobs[&job];
+    assert_eq!(record.metrics.len(), saturn_consensus::apply::MAX_METRIC_NAMES);
+    let loss = record.metrics.iter().find(|(name, _)| name == "loss").map(|(_, v)| *v);
+    assert_eq!(loss, Some(0.01), "a known name is still updated");
+    let notes: Vec<_> = record.notes.iter().filter(|n| n.text.starts_with("metrics ignored")).collect();
+    assert_eq!(notes.len(), 1, "{:?}", record.notes);
+    assert!(notes[0].text.contains("m64"), "{:?}", notes[0]);
+    let live = record.live.as_ref().expect("live attempt");
+    assert_eq!(live.metrics.len(), saturn_consensus::apply::MAX_METRIC_NAMES);
+}

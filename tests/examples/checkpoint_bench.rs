@@ -62,10 +62,12 @@ async fn measure(size_mb: u64, rate: u64) -> Result<String> {
     let idle = commit_latencies(&client, &probe, Duration::from_secs(3)).await;
 
     let bytes = size_mb * 1_000_000;
-    // A checkpoint every 2 s (100 steps), or less often for large ones: about twice the
-    // time one copy takes at 200 MiB/s, as a job would checkpoint (a job checkpointing
-    // faster than its copies replicate keeps replacing the copy in flight).
-    let every = (size_mb / 2).max(100);
+    // A checkpoint every 2 s (100 steps), or less often for large ones: 40 ms of steps
+    // per MB, about twice what one copy took end to end on a 2-core machine (snapshot,
+    // SHA-256 on both sides, 200 MiB/s pull): a job checkpointing faster than its
+    // copies replicate keeps replacing the copy in flight, and the bench's phases wait
+    // for a fully replicated newest checkpoint.
+    let every = (size_mb * 2).max(100);
     let job_file = SynthSweep {
         base_step_ms: 20,
         techniques: r#"["ddp"]"#.into(),
