@@ -133,8 +133,8 @@ async fn a_gang_rank_that_reports_is_not_ended_and_a_single_host_job_is_never_wa
     };
     h.table.ensure_running(&reporting).await;
     h.table.ensure_running(&single).await;
-    for key in [reporting.key(), single.key()] {
-        let events = h.run_to_exit(&key).await;
+    let keys = [reporting.key(), single.key()];
+    for (key, events) in keys.iter().zip(h.run_all_to_exit(&keys).await) {
         assert_eq!(exit_of(&events), (Some(0), None, None), "{key}");
     }
 }

@@ -92,6 +92,25 @@ impl Harness {
         }
     }
 
+    /// Events of each of `keys` until every one has exited (attempts running at once: no
+    /// attempt's events are dropped while waiting for another's), in `keys` order.
+    pub async fn run_all_to_exit(&mut self, keys: &[AttemptKey]) -> Vec<Vec<ProcessEvent>> {
+        let mut seen: Vec<Vec<ProcessEvent>> = vec![Vec::new(); keys.len()];
+        let exited = |events: &Vec<ProcessEvent>| events.iter().any(|e| matches!(e, ProcessEvent::Exited { .. }));
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !seen.iter().all(exited) {
+            let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => panic!("event channel closed; seen for {keys:?}: {seen:?}"),
+                Err(_) => panic!("not every one of {keys:?} exited within {DEADLINE:?}; seen: {seen:?}"),
+            };
+            if let Some(i) = keys.iter().position(|key| *key == event.key) {
+                seen[i].push(event.event);
+            }
+        }
+        seen
+    }
+
     /// Events of `key` until it exits; the last one is `Exited`.
     pub async fn run_to_exit(&mut self, key: &AttemptKey) -> Vec<ProcessEvent> {
         self.events_until(key, |e| matches!(e, ProcessEvent::Exited { .. })).await
