@@ -12,7 +12,29 @@ from ..task import Batch
 from .base import FullState, Knobs, Technique, dsd_full_state, dsd_load_full_state, split
 
 
-class DDP(Technique):
+class DataParallel(Technique):
+    """What every data-parallel technique does the same way (DDP, FSDP): each rank trains
+    on its equal share of the global batch, the reported loss is the mean over ranks, and
+    the full state (gathered by `torch.distributed.checkpoint`) is kept by rank 0. A
+    subclass's `setup` wraps the model and makes `self.model` and `self.opt`."""
+
+    def train_step(self, batch: Batch) -> float:
+        inputs, targets = self.to_device(split(batch, self.ctx.rank, self.ctx.world_size))
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.task.loss(self.model(inputs), targets)
+        loss.backward()
+        self.opt.step()
+        return mean_over_ranks(loss)
+
+    def full_state(self) -> Optional[FullState]:
+        state = dsd_full_state(self.model, self.opt)
+        return state if self.ctx.rank == 0 else None
+
+    def load_full_state(self, state: FullState) -> None:
+        dsd_load_full_state(self.model, self.opt, state)
+
+
+class DDP(DataParallel):
     """Replicated model; gradients all-reduced in buckets during backward."""
 
     name = "ddp"
@@ -31,21 +53,6 @@ class DDP(Technique):
             model, device_ids=[self.ctx.device.index] if self.ctx.is_cuda else None,
             bucket_cap_mb=self.knobs["bucket_cap_mb"])
         self.opt = self.make_optimizer(self.model.parameters())
-
-    def train_step(self, batch: Batch) -> float:
-        inputs, targets = self.to_device(split(batch, self.ctx.rank, self.ctx.world_size))
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.task.loss(self.model(inputs), targets)
-        loss.backward()
-        self.opt.step()
-        return mean_over_ranks(loss)
-
-    def full_state(self) -> Optional[FullState]:
-        state = dsd_full_state(self.model, self.opt)
-        return state if self.ctx.rank == 0 else None
-
-    def load_full_state(self, state: FullState) -> None:
-        dsd_load_full_state(self.model, self.opt, state)
 
 
 def mean_over_ranks(loss: torch.Tensor) -> float:

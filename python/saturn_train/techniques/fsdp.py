@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from ..task import Batch
-from .base import FullState, Knobs, Technique, dsd_full_state, dsd_load_full_state, split
-from .ddp import mean_over_ranks
+from .base import Knobs
+from .ddp import DataParallel
 
 
-class FSDP(Technique):
+class FSDP(DataParallel):
     """Parameters, gradients and optimizer state sharded over the ranks."""
 
     name = "fsdp"
@@ -36,18 +34,3 @@ class FSDP(Technique):
         fully_shard(model, mp_policy=mp, reshard_after_forward=reshard)
         self.model = model
         self.opt = self.make_optimizer(model.parameters())
-
-    def train_step(self, batch: Batch) -> float:
-        inputs, targets = self.to_device(split(batch, self.ctx.rank, self.ctx.world_size))
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.task.loss(self.model(inputs), targets)
-        loss.backward()
-        self.opt.step()
-        return mean_over_ranks(loss)
-
-    def full_state(self) -> Optional[FullState]:
-        state = dsd_full_state(self.model, self.opt)
-        return state if self.ctx.rank == 0 else None
-
-    def load_full_state(self, state: FullState) -> None:
-        dsd_load_full_state(self.model, self.opt, state)
