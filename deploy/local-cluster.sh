@@ -11,6 +11,8 @@
 # every agent but the first joins through the first. Binaries: $SATURN_BIN_DIR, else
 # target/release or target/debug of this checkout, else $PATH. Port bases:
 # $SATURN_MESH_PORT, $SATURN_API_PORT. Restarting on the same BASE resumes the state.
+# Every agent uses the API token in BASE/api-token (made at first start, mode 0600);
+# the commands printed at the end pass it to the CLI with --token-file.
 set -euo pipefail
 
 usage() {
@@ -57,7 +59,7 @@ agent_name() {
 # `saturn status --json` is one JSON document; only agents carry "healthy".
 mesh_state() {
   local json healthy leader
-  json=$("$saturn" --addr "http://127.0.0.1:$1" status --json 2>/dev/null) || { echo "0 -"; return; }
+  json=$("$saturn" --addr "http://127.0.0.1:$1" --token-file "$token_file" status --json 2>/dev/null) || { echo "0 -"; return; }
   healthy=$({ grep -Eo '"healthy" *: *true' <<<"$json" || true; } | wc -l)
   leader=$(sed -nE 's/.*"leader" *: *"([^"]*)".*/\1/p' <<<"$json" | sed -n 1p)
   echo "$healthy ${leader:--}"
@@ -77,7 +79,7 @@ start_agent() {
   mkdir -p "$dir"
   local args=(--name "$name" --data-dir "$dir/data"
     --listen "/ip4/127.0.0.1/tcp/$((mesh_base + i))" --api "127.0.0.1:$((api_base + i))"
-    --gpus "sim:$sim" --no-mdns)
+    --gpus "sim:$sim" --no-mdns --api-token-file "$token_file")
   # The first $expect agents form the cluster; the others only join it (an agent given
   # --join alone never forms a cluster of its own).
   if ((i < expect)); then args+=(--bootstrap-expect "$expect"); fi
@@ -154,7 +156,7 @@ show_status() {
   while read -r pid name; do
     if is_agent "$pid"; then echo "$name pid $pid running"; else echo "$name pid $pid gone"; fi
   done <"$file"
-  "$saturn" --addr "http://127.0.0.1:$api_base" status
+  "$saturn" --addr "http://127.0.0.1:$api_base" --token-file "$token_file" status
 }
 
 # --- arguments --------------------------------------------------------------------------
@@ -173,6 +175,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 sim=${sim#sim:}
+token_file=$base/api-token
 
 case $command in
   stop) stop_agents; exit ;;
@@ -185,6 +188,9 @@ count=$command
 agent=$(find_bin saturn-agent)
 saturn=$(find_bin saturn)
 mkdir -p "$base"
+if [[ ! -s $token_file ]]; then
+  (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file")
+fi
 if [[ -f $(pids_file) ]]; then
   while read -r pid name; do
     if is_agent "$pid"; then die "agent $name (pid $pid) of $base is still running: '$0 stop --dir $base' first"; fi
@@ -204,8 +210,9 @@ cat <<EOF
 
 Saturn: $count agents up, leader $leader.
   dashboard   http://127.0.0.1:$api_base/   (every agent serves it: ports $api_base-$((api_base + last)))
-  status      $saturn --addr http://127.0.0.1:$api_base status
-  submit      SATURN_ADDR=http://127.0.0.1:$api_base $saturn job run JOBS.toml --wait
+  token       $token_file   (the dashboard asks for its contents once)
+  status      $saturn --addr http://127.0.0.1:$api_base --token-file $token_file status
+  submit      SATURN_ADDR=http://127.0.0.1:$api_base SATURN_TOKEN_FILE=$token_file $saturn job run JOBS.toml --wait
   agent logs  $base/<name>/agent.log   (names node-a … $(agent_name "$last"))
   stop        $0 stop --dir $base
 EOF

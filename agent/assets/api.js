@@ -4,7 +4,6 @@
 "use strict";
 (function (S) {
   const params = new URLSearchParams(location.search);
-  const TOKEN_KEY = "saturn.api-token";
   const TIMEOUT_MS = 4000;
 
   /** Thrown for an HTTP status the caller may want to tell apart (401, 404...). */
@@ -24,18 +23,26 @@
     fixtureShiftMs: null,
   };
   S.api = api;
-  // Used when localStorage is unavailable (some private modes).
-  let memoryToken = "";
-
-  api.token = function () {
-    try { return localStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; }
-  };
-  api.setToken = function (token) {
+  /**
+   * Hands the token to the agent once: `POST v1/login` checks it and answers with an
+   * HttpOnly, SameSite=Strict session cookie that authorises every later request. The page
+   * never stores the token itself (no script can read it back; see api/auth.rs for why).
+   * Resolves to "" when accepted, else to the reason, for the page to show.
+   */
+  api.login = async function (token) {
+    if (api.fixtures) return "";
     try {
-      if (token) localStorage.setItem(TOKEN_KEY, token);
-      else localStorage.removeItem(TOKEN_KEY);
-    } catch (_) { /* private mode: the token lasts until reload */ }
-    memoryToken = token;
+      const response = await fetch("v1/login", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token }), cache: "no-store", credentials: "same-origin",
+      });
+      if (response.ok) return "";
+      let message = `${response.status} ${response.statusText}`;
+      try { const body = await response.json(); if (body && body.error) message = body.error; } catch (_) { /* keep */ }
+      return message;
+    } catch (err) {
+      return `cannot reach the agent: ${err.message || err}`;
+    }
   };
   /** The server's idea of now (ms), so the Gantt "now" line agrees with made_at. */
   api.now = function () {
@@ -54,11 +61,10 @@
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
     const headers = { Accept: accept };
-    const token = api.token() || memoryToken;
-    if (token) headers.Authorization = `Bearer ${token}`;
     const sentAt = Date.now();
     try {
-      const response = await fetch(url, { headers, signal: controller.signal, cache: "no-store" });
+      // The session cookie set by api.login authorises the request.
+      const response = await fetch(url, { headers, signal: controller.signal, cache: "no-store", credentials: "same-origin" });
       if (!api.fixtures) noteServerDate(response, sentAt);
       if (!response.ok) {
         let message = `${response.status} ${response.statusText}`;

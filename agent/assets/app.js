@@ -10,7 +10,7 @@
 
   const state = {
     status: null, jobs: null, plan: null, // last good answers
-    lastOk: 0, failing: false, unauthorized: false, error: "",
+    lastOk: 0, failing: false, unauthorized: false, authError: "", error: "",
     filter: "all", search: "",
     selected: null, detail: null, logs: null,
   };
@@ -162,10 +162,9 @@
     });
     $("auth").addEventListener("submit", (e) => {
       e.preventDefault();
-      S.api.setToken($("token").value.trim());
+      const token = $("token").value.trim();
       $("token").value = "";
-      state.unauthorized = false;
-      render();
+      login(token);
     });
     // Redraw the Gantt at the new width; the now marker alone moves every tick.
     new ResizeObserver(() => { if (state.plan) renderPlan(context()); }).observe($("gantt"));
@@ -173,11 +172,27 @@
     document.addEventListener("visibilitychange", () => { if (!document.hidden) render(); });
   }
 
-  function start() {
-    const m = location.hash.match(/^#job=(.+)$/);
-    if (m) state.selected = decodeURIComponent(m[1]);
+  /** Sends the token once; on success the session cookie authorises the polling. */
+  async function login(token) {
+    const why = token ? await S.api.login(token) : "no token given";
+    state.authError = why ? `Token refused: ${why}` : "";
+    state.unauthorized = !!why;
+    if (!why) await poll();
+    render();
+  }
+
+  async function start() {
+    // `#token=...` (a fragment never reaches the server, nor its logs) logs in once and
+    // is removed from the address bar; `#job=ID` opens a job.
+    const hash = new URLSearchParams(location.hash.slice(1));
+    if (hash.has("job")) state.selected = hash.get("job");
     if (S.api.fixtures) document.body.classList.add("fixtures");
     bindEvents();
+    const token = hash.get("token");
+    if (token != null) {
+      history.replaceState(null, "", location.pathname + location.search + (state.selected ? `#job=${encodeURIComponent(state.selected)}` : ""));
+      await login(token.trim());
+    }
     render();
     loop();
   }

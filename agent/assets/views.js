@@ -60,7 +60,7 @@
     const el = $("conn");
     const age = state.lastOk ? Math.round((Date.now() - state.lastOk) / 1000) : null;
     let cls, text;
-    if (state.unauthorized) { cls = "bad"; text = "API token needed"; }
+    if (state.unauthorized) { cls = "bad"; text = state.authError ? "wrong token" : "API token needed"; }
     else if (!state.failing) { cls = state.lastOk ? "ok" : "wait"; text = state.lastOk ? "live" : "connecting…"; }
     else { cls = "wait"; text = age == null ? "connecting…" : `reconnecting… (last update ${S.fmtDuration(age)} ago)`; }
     el.className = `conn ${cls}`;
@@ -68,6 +68,9 @@
     if (el.textContent !== text) el.textContent = text;
     document.body.classList.toggle("stale", !!state.failing && !!state.lastOk);
     $("auth").hidden = !state.unauthorized;
+    const why = $("auth-error");
+    if (why.textContent !== state.authError) why.textContent = state.authError;
+    why.hidden = !state.authError;
   };
 
   // --- mesh -----------------------------------------------------------------------
@@ -167,6 +170,12 @@
       ` <span class="pct">${pct.toFixed(0)}%</span></span>`;
   }
 
+  /** Training attempts: `attempt` (SATURN_ATTEMPT) counts trial runs too. */
+  function trainingAttempts(j) {
+    if (j.training_attempts != null) return j.training_attempts;
+    return j.attempt != null ? Math.max(0, j.attempt - (j.trials || 0)) : "—";
+  }
+
   views.jobs = function (state, ctx) {
     views.filters(state);
     const q = state.search.trim().toLowerCase();
@@ -185,7 +194,7 @@
         `<td class="mono">${esc(S.fmtPlacement(j.placement)) || "—"}</td>` +
         `<td class="progress-cell">${progressCell(j)}</td>` +
         `<td class="num" title="${eta && eta.planned ? "from the plan" : ""}">${etaText}</td>` +
-        `<td class="num">${esc(j.attempt ?? "—")}${restarts}</td>` +
+        `<td class="num attempts" title="training attempts · trial runs (profiling)">${esc(trainingAttempts(j))}${restarts} <span class="muted trials">· ${esc(j.trials ?? 0)} trial${j.trials === 1 ? "" : "s"}</span></td>` +
         `<td class="metrics">${metricsText(j.metrics) || (j.error ? `<span class="err-text" title="${esc(j.error)}">${esc(j.error)}</span>` : "—")}</td>`;
       const cls = `job-row${j.id === state.selected ? " selected" : ""}`;
       return { key: j.id, html, attrs: { class: cls, "data-job": j.id, tabindex: "0", "aria-selected": String(j.id === state.selected) } };
@@ -216,7 +225,7 @@
       ["State", badge(job.state)], ["Id", `<code>${esc(job.id)}</code>`],
       ["Technique", esc(job.technique || "—")], ["Placement", `<span class="mono">${esc(S.fmtPlacement(job.placement)) || "—"}</span>`],
       ["Progress", progressCell(job)], ["ETA", eta ? `${eta.planned ? "~" : ""}${S.fmtDuration(eta.s)}${eta.planned ? " (plan)" : ""}` : "—"],
-      ["Attempt", `${esc(job.attempt ?? "—")}${job.restarts != null ? ` · ${esc(job.restarts)} restart${job.restarts === 1 ? "" : "s"}` : ""}`],
+      ["Attempts", `${esc(trainingAttempts(job))} training${job.restarts != null ? ` · ${esc(job.restarts)} restart${job.restarts === 1 ? "" : "s"}` : ""} · ${esc(job.trials ?? 0)} trial run${job.trials === 1 ? "" : "s"}`],
       ["Submitted", timeCell(job.submitted_at, ctx)], ["Started", timeCell(job.started_at, ctx)],
       ["Finished", timeCell(job.finished_at, ctx)], ["Exit code", esc(job.exit_code ?? "—")],
     ];

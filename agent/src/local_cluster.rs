@@ -1,6 +1,7 @@
 //! A mesh of real `saturn-agent` processes on 127.0.0.1, for `saturn demo`, the
 //! end-to-end tests and benchmarks. Each agent gets its own data dir, mesh port and API
-//! port; every process is stopped when the [`LocalCluster`] is dropped.
+//! port; every process is stopped when the [`LocalCluster`] is dropped. They share one
+//! API token (`BASE/api-token`, 0600), which [`LocalCluster::client`] sends.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -80,6 +81,12 @@ pub struct ClusterOptions {
 pub struct LocalCluster {
     /// The agents, in start order.
     pub agents: Vec<LocalAgent>,
+    /// The API token of every agent.
+    pub token: String,
+    /// The file holding it (`--api-token-file`).
+    pub token_file: PathBuf,
+    /// The agents' `SATURN_RUNTIME_DIR`, where each advertises its token file to the CLI.
+    pub runtime_dir: PathBuf,
     bin: PathBuf,
     env: Vec<(String, String)>,
 }
@@ -124,7 +131,14 @@ impl LocalCluster {
         }
         std::fs::create_dir_all(&options.base_dir)
             .with_context(|| format!("cannot create {}", options.base_dir.display()))?;
-        let mut cluster = LocalCluster { agents: Vec::new(), bin, env: options.env.clone() };
+        let token_file = options.base_dir.join("api-token");
+        let token = write_token(&token_file)?;
+        let mut env = options.env.clone();
+        // Token pointers for the CLI go to this cluster's own directory, not the user's.
+        let runtime_dir = options.base_dir.join("run");
+        env.push(("SATURN_RUNTIME_DIR".into(), runtime_dir.display().to_string()));
+        let mut cluster =
+            LocalCluster { agents: Vec::new(), token, token_file: token_file.clone(), runtime_dir, bin, env };
         let mut first_mesh: Option<String> = None;
         // Each port is free when asked for, but nothing stops the kernel from handing the
         // same one out twice in a row: an agent would then fail to start ("cannot listen").
@@ -153,6 +167,8 @@ impl LocalCluster {
                 "--gpus".into(),
                 options.gpus.clone(),
                 "--no-mdns".into(),
+                "--api-token-file".into(),
+                token_file.display().to_string(),
             ];
             // The first agents form the cluster; the others only join it (an agent given
             // --join alone never forms one).
@@ -208,6 +224,11 @@ impl LocalCluster {
         self.agents[i].child.as_mut().and_then(|child| child.try_wait().ok().flatten())
     }
 
+    /// An API client for agent `i`, with the cluster's token.
+    pub fn client(&self, i: usize) -> Result<crate::cli::client::ApiClient> {
+        crate::cli::client::ApiClient::new(&self.agents[i].api_url(), Some(self.token.clone()))
+    }
+
     /// Sends `signal` to agent `i` (SIGKILL: a crash; SIGSTOP/SIGCONT: a pause).
     pub fn signal(&mut self, i: usize, signal: Signal) -> Result<()> {
         let pid = self.agents[i].pid().context("agent is not running")?;
@@ -248,6 +269,25 @@ impl LocalCluster {
     pub fn log_tail(&self, i: usize, bytes: usize) -> String {
         tail_of(&self.agents[i].log_path, bytes)
     }
+}
+
+/// Writes a fresh random token to `path` (owner only) and returns it; an existing file
+/// (a cluster restarted on the same directory) is kept.
+fn write_token(path: &Path) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(text.trim().to_string());
+    }
+    let token: String = rand::random::<[u8; 24]>().iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
 }
 
 fn tail_of(path: &Path, bytes: usize) -> String {

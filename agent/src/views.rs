@@ -81,8 +81,15 @@ pub struct JobView {
     pub steps_done: u64,
     /// Technique of the current or last attempt.
     pub technique: Option<String>,
-    /// Number of the current or last attempt (0 before the first).
+    /// Number of the current or last attempt (0 before the first): `SATURN_ATTEMPT`,
+    /// which counts every run of the job, trial runs (profiling) included.
     pub attempt: u32,
+    /// Trial runs (profiling) so far.
+    #[serde(default)]
+    pub trials: u32,
+    /// Training attempts so far (`attempt - trials`): 1 for a job that ran once.
+    #[serde(default)]
+    pub training_attempts: u32,
     /// Where the current attempt runs.
     pub placement: Vec<PlacementView>,
     /// RFC 3339 times.
@@ -232,6 +239,9 @@ pub struct ProfileView {
     pub step_time_s: Option<f64>,
     /// Why the configuration cannot run, when it cannot.
     pub infeasible: Option<String>,
+    /// The trial reported no step at all: the job is planned by its `duration_estimate_s`.
+    #[serde(default)]
+    pub no_steps: bool,
 }
 
 /// `GET /v1/profiles`: every profiling result the cluster recorded.

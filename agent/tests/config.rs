@@ -29,8 +29,24 @@ fn config(flags: &[&str], file: Option<&str>) -> Result<AgentConfig, ConfigError
 }
 
 #[test]
-fn with_nothing_given_the_spec_defaults_apply() {
-    let config = config(&[], None).expect("defaults are valid");
+fn with_nothing_given_the_mesh_on_every_address_needs_a_cluster_key() {
+    let refused = config(&[], None).expect_err("0.0.0.0 without a key");
+    assert!(matches!(refused, ConfigError::MeshNeedsKey { .. }), "{refused}");
+    let message = refused.to_string();
+    assert!(message.contains("saturn-agent --gen-cluster-key") && message.contains("--insecure-open-mesh"), "{message}");
+    let from_file = config(&[], Some("insecure_open_mesh = true")).expect("opted out in the file");
+    assert!(from_file.insecure_open_mesh);
+    assert!(config(&["--insecure-open-mesh"], None).is_ok());
+    assert!(config(&["--listen", "/ip6/::1/tcp/7946"], None).is_ok(), "loopback needs no key");
+    let named = config(&["--listen", "/dns/gpu-box/tcp/7946"], None).expect_err("a name could be anything");
+    assert!(matches!(named, ConfigError::MeshNeedsKey { .. }));
+}
+
+#[test]
+fn with_only_a_cluster_key_the_spec_defaults_apply() {
+    let config = config(&["--cluster-key-file", "/etc/saturn/cluster.key"], None).expect("defaults are valid");
+    assert_eq!(config.api_token_file, PathBuf::from("./saturn-data/api-token"));
+    assert!(config.api_token_generated, "generated at first start");
     assert_eq!(config.name, "gpu-host-7");
     assert_eq!(config.data_dir, PathBuf::from("./saturn-data"));
     assert_eq!(
@@ -96,11 +112,12 @@ heartbeat_ms = 250
 
 #[test]
 fn an_agent_given_join_never_forms_a_cluster_unless_told_to() {
-    let joiner = config(&["--join", "/ip4/10.0.0.2/tcp/7946"], None).expect("valid");
+    let joiner = config(&["--join", "/ip4/10.0.0.2/tcp/7946", "--insecure-open-mesh"], None).expect("valid");
     assert_eq!(joiner.bootstrap_expect, None, "--join alone must never form a cluster");
-    let explicit = config(&["--join", "/ip4/10.0.0.2/tcp/7946", "--bootstrap-expect", "3"], None).expect("valid");
+    let explicit =
+        config(&["--join", "/ip4/10.0.0.2/tcp/7946", "--bootstrap-expect", "3", "--insecure-open-mesh"], None).expect("valid");
     assert_eq!(explicit.bootstrap_expect, Some(3), "an explicit --bootstrap-expect still forms with its peers");
-    let from_file = config(&[], Some("name = \"a\"\njoin = [\"/ip4/10.0.0.2/tcp/7946\"]\n")).expect("valid");
+    let from_file = config(&[], Some("name = \"a\"\njoin = [\"/ip4/10.0.0.2/tcp/7946\"]\ninsecure_open_mesh = true\n")).expect("valid");
     assert_eq!(from_file.bootstrap_expect, None, "join in the file counts as --join");
     let dev = config(&["--dev", "--join", "/ip4/127.0.0.1/tcp/7946"], None).expect("valid");
     assert_eq!(dev.bootstrap_expect, Some(1), "--dev forms its own one-agent cluster");
@@ -117,6 +134,11 @@ fn dev_is_one_agent_with_simulated_gpus_in_a_temporary_directory() {
         !config.mdns,
         "a dev agent must not merge with others on the LAN"
     );
+    assert_eq!(config.listen.iter().map(ToString::to_string).collect::<Vec<_>>(), ["/ip4/127.0.0.1/tcp/7946"]);
+    for beyond in [&["--dev", "--listen", "/ip4/0.0.0.0/tcp/1"][..], &["--dev", "--api", "0.0.0.0:7070"]] {
+        let refused = self::config(beyond, None).expect_err("dev is loopback only");
+        assert!(matches!(refused, ConfigError::DevNotLoopback { .. }), "{refused}");
+    }
 
     let explicit = self::config(
         &["--dev", "--data-dir", "/data/mine", "--gpus", "none"],
@@ -129,26 +151,14 @@ fn dev_is_one_agent_with_simulated_gpus_in_a_temporary_directory() {
 }
 
 #[test]
-fn an_api_beyond_loopback_needs_a_token() {
-    let refused = config(&["--api", "0.0.0.0:7070"], None).expect_err("no token file");
-    assert!(matches!(refused, ConfigError::ApiNeedsToken { .. }));
-    assert!(
-        refused.to_string().contains("--api-token-file"),
-        "{refused}"
-    );
-    assert!(config(
-        &[
-            "--api",
-            "0.0.0.0:7070",
-            "--api-token-file",
-            "/etc/saturn/token"
-        ],
-        None
-    )
-    .is_ok());
-    assert!(config(&["--api", "[::1]:7070"], None).is_ok());
+fn the_api_always_has_a_token_file_beyond_loopback_too() {
+    let open = config(&["--insecure-open-mesh", "--api", "0.0.0.0:7070"], None).expect("a token guards it");
+    assert_eq!(open.api_token_file, PathBuf::from("./saturn-data/api-token"));
+    let given = config(&["--insecure-open-mesh", "--api-token-file", "/etc/saturn/token"], None).expect("valid");
+    assert_eq!((given.api_token_file, given.api_token_generated), (PathBuf::from("/etc/saturn/token"), false));
+    assert!(config(&["--insecure-open-mesh", "--api", "[::1]:7070"], None).is_ok());
     assert_eq!(
-        config(&["--api", "localhost:8080"], None)
+        config(&["--insecure-open-mesh", "--api", "localhost:8080"], None)
             .expect("loopback")
             .api
             .to_string(),
@@ -284,12 +294,19 @@ fn every_flag_of_the_spec_is_accepted() {
 mod load {
     use super::*;
 
+    /// Mode 0600, as the agent demands of secret files.
+    fn private(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    }
+
     #[test]
     fn an_unreadable_token_file_is_named() {
         let missing = std::env::temp_dir().join("saturn-config-test-no-such-token");
         let flags = args(&[
             "--name",
             "a",
+            "--insecure-open-mesh",
             "--api-token-file",
             missing.to_str().expect("utf-8 temp dir"),
         ]);
@@ -304,11 +321,13 @@ mod load {
     fn secrets_are_read_trimmed_and_never_printed() {
         let dir = tempfile::tempdir().expect("temp dir");
         let token = dir.path().join("token");
-        std::fs::write(&token, "s3cret-token\n").expect("write token");
+        std::fs::write(&token, "s3cret-token-0123456789\n").expect("write token");
         let key = dir.path().join("swarm.key");
         let hex = "0123456789abcdef".repeat(4);
         std::fs::write(&key, format!("/key/swarm/psk/1.0.0/\n/base16/\n{hex}\n"))
             .expect("write key");
+        private(&token);
+        private(&key);
         let flags = args(&[
             "--name",
             "a",
@@ -322,7 +341,7 @@ mod load {
         let config = AgentConfig::load(&flags).expect("valid");
         assert_eq!(
             config.api_token.as_ref().map(|t| t.expose()),
-            Some("s3cret-token")
+            Some("s3cret-token-0123456789")
         );
         assert!(config.cluster_key.is_some());
         assert!(
@@ -336,6 +355,7 @@ mod load {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = dir.path().join("swarm.key");
         std::fs::write(&key, "hunter2\n").expect("write key");
+        private(&key);
         let flags = args(&[
             "--name",
             "a",

@@ -39,6 +39,7 @@ async fn a_job_gets_exactly_the_contract_environment() {
     let env = env_lines(&log_text(&h.table.log_path(&spec.key())));
     let checkpoint_dir = spec.checkpoint_dir.display().to_string();
     let expected = BTreeMap::from([
+        ("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),
         ("CUDA_VISIBLE_DEVICES", "0,2"),
         ("SATURN_AGENT", "node-test"),
         ("SATURN_ATTEMPT", "1"),
@@ -326,7 +327,8 @@ async fn a_trial_run_is_ended_once_its_step_time_settles_and_counts_as_a_success
 #[tokio::test]
 async fn a_trial_that_hangs_is_ended_as_infeasible_after_its_timeout() {
     let mut h = Harness::with(|c| c.process.trial_timeout = Duration::from_millis(500)).await;
-    let mut spec = h.sh("j-hang", "echo loading; sleep 60");
+    // It speaks the protocol (one step) but never measures a step time: a crawl or a hang.
+    let mut spec = h.sh("j-hang", "echo loading; echo 'SATURN step=1'; sleep 60");
     spec.profile_steps = Some(20);
     let started = Instant::now();
     h.table.ensure_running(&spec).await;
@@ -339,6 +341,19 @@ async fn a_trial_that_hangs_is_ended_as_infeasible_after_its_timeout() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_trial_of_a_script_that_never_reports_a_step_ends_well_with_no_steps() {
+    let mut h = Harness::with(|c| c.process.trial_timeout = Duration::from_millis(500)).await;
+    // A plain script that knows nothing of Saturn: it must still run (as a job planned
+    // by its duration estimate), so its trial is not an infeasible configuration.
+    let mut spec = h.sh("j-silent", "echo training quietly; sleep 60");
+    spec.profile_steps = Some(20);
+    h.table.ensure_running(&spec).await;
+    let events = h.run_to_exit(&spec.key()).await;
+    assert!(!events.iter().any(|e| matches!(e, ProcessEvent::Step { .. } | ProcessEvent::StepTime { .. })), "{events:?}");
+    assert!(matches!(events.last(), Some(ProcessEvent::Exited { code: Some(0), error: None, .. })), "{:?}", events.last());
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ fn every_shared_instance_gets_a_valid_plan_from_every_solver() {
 
 #[test]
 fn the_gantt_chart_is_written_when_asked() {
-    let Some(path) = shared_instances().into_iter().next() else { return };
+    let path = shared_instances().remove(0);
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("gantt.svg");
     let out = saturn(&["plan", path.to_str().unwrap(), "--time-limit-ms", "200", "--svg", svg.to_str().unwrap()]);

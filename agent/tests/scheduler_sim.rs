@@ -74,6 +74,7 @@ fn sweep(models: &[&str]) -> Vec<JobSpec> {
                     max_restarts: 2,
                     profile: BTreeMap::new(),
                     early_stop: None,
+                    duration_estimate_s: 3600,
                 });
             }
         }

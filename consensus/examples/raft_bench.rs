@@ -94,6 +94,7 @@ async fn running_job(leader: &ConsensusNode) -> BenchResult<JobId> {
         max_restarts: 0,
         profile: Default::default(),
         early_stop: None,
+        duration_estimate_s: 3600,
     };
     leader.propose(Command::SubmitJobs { specs: vec![spec], at_ms: 0 }).await?;
     let job = JobId::from_seq(1);

@@ -166,6 +166,7 @@ impl ClusterState {
             DispatchKind::Trial { .. } => {
                 let back = if record.state == JobState::Scheduled { JobState::Scheduled } else { JobState::Profiling };
                 record.state = JobState::Profiling;
+                record.trials += 1;
                 (0, back)
             }
         };
@@ -397,6 +398,7 @@ impl JobRecord {
             checkpoints: Default::default(),
             notes: Vec::new(),
             bytes_replicated: 0,
+            trials: 0,
         }
     }
 
@@ -432,6 +434,7 @@ fn trial_result(live: &LiveAttempt, code: Option<i32>, error: Option<String>) ->
     let step_time = live.metrics.iter().find(|(name, _)| name == STEP_TIME_METRIC).map(|(_, v)| *v);
     match (code, step_time) {
         (Some(0), Some(seconds)) => ProfileResult::StepTime(seconds),
+        (Some(0), None) if !live.reported_progress => ProfileResult::NoSteps,
         (Some(0), None) => ProfileResult::Infeasible { reason: "trial run reported no step time".to_string() },
         _ => ProfileResult::Infeasible { reason: error.unwrap_or_else(|| exit_description(live.attempt, code)) },
     }
@@ -456,7 +459,7 @@ const METRICS_DROPPED: &str = "metrics ignored";
 fn merge_metrics(into: &mut Vec<(String, f64)>, new: &[(String, f64)]) -> Vec<String> {
     let mut dropped = Vec::new();
     for (name, value) in new {
-        let room = into.len() < MAX_METRIC_NAMES;
+        let room = into.len() < MAX_METRIC_NAMES || name == STEP_TIME_METRIC;
         match into.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = *value,
             None if room => into.push((name.clone(), *value)),

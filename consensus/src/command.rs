@@ -285,6 +285,10 @@ pub enum ProfileResult {
         /// Why, for people.
         reason: String,
     },
+    /// The trial ended well but reported no step at all: the script ignores the stdout
+    /// protocol, so no trial can measure it. Its jobs are planned on their largest GPU
+    /// count for their `duration_estimate_s` instead.
+    NoSteps,
 }
 
 /// A committed plan (the planner's output, in this crate's own types).

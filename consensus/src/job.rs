@@ -56,6 +56,17 @@ pub struct JobSpec {
     /// sweep's identity.
     #[serde(default)]
     pub early_stop: Option<EarlyStop>,
+    /// How long the job is planned to take when it reports no steps (its script ignores
+    /// the stdout protocol, so no trial can measure it).
+    #[serde(default = "default_duration_estimate_s")]
+    pub duration_estimate_s: u64,
+}
+
+/// `duration_estimate_s` of a job file that leaves it out: one hour.
+pub const DEFAULT_DURATION_ESTIMATE_S: u64 = 3600;
+
+fn default_duration_estimate_s() -> u64 {
+    DEFAULT_DURATION_ESTIMATE_S
 }
 
 /// GPUs of one host used by an assignment.

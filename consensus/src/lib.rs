@@ -87,7 +87,9 @@ pub use checkpoint::{CheckpointRecord, JobNote};
 pub use job::{HostGpus, JobId, JobSpec, Placement};
 pub use node::{node_id_for_peer, AgentNode, GpuInfo, NodeId};
 pub use raft_types::TypeConfig;
-pub use state::{AgentRecord, AttemptStatus, ClusterState, Counters, GpuHolder, GpuSlot, JobRecord, JobState, LiveAttempt};
+pub use state::{
+    AgentRecord, AttemptStatus, ClusterState, Counters, GpuHolder, GpuSlot, JobRecord, JobState, LiveAttempt,
+};
 pub use config::NodeConfig;
 pub use consensus_node::{ConsensusNode, MembershipError, ProposeError, ShutdownError, StartError};
 pub use metrics::{NodeMetrics, Role};

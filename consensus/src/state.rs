@@ -166,6 +166,16 @@ pub struct JobRecord {
     /// Checkpoint bytes copied between hosts for it (replicas and fetches).
     #[serde(default)]
     pub bytes_replicated: u64,
+    /// Trial runs (profiling) dispatched so far; `attempt - trials` are training attempts.
+    #[serde(default)]
+    pub trials: u32,
+}
+
+impl JobRecord {
+    /// Training attempts dispatched so far (trial runs not counted).
+    pub fn training_attempts(&self) -> u32 {
+        self.attempt.saturating_sub(self.trials)
+    }
 }
 
 /// An agent as the replicated state knows it.

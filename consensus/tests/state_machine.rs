@@ -175,6 +175,9 @@ fn a_trial_run_records_its_profile_and_returns_the_job_to_profiling() {
     let one_gpu = ProfileKey { gpus_per_host: 1, ..key };
     assert_eq!(state.profile(&one_gpu), Some(&ProfileResult::Infeasible { reason: "CUDA out of memory".into() }));
     assert_eq!(state.jobs[&job].restarts, 0, "trials do not count towards max_restarts");
+    assert_eq!((state.jobs[&job].trials, state.jobs[&job].training_attempts()), (2, 0), "two trials, no training yet");
+    state.apply(&train(&job, on("a", &[0, 1])));
+    assert_eq!((state.jobs[&job].attempt, state.jobs[&job].trials, state.jobs[&job].training_attempts()), (3, 2, 1));
 }
 
 #[test]
@@ -221,4 +224,37 @@ fn a_job_printing_ever_new_metric_names_keeps_at_most_the_cap_and_gets_one_note(
     assert!(notes[0].text.contains("m64"), "{:?}", notes[0]);
     let live = record.live.as_ref().expect("live attempt");
     assert_eq!(live.metrics.len(), saturn_consensus::apply::MAX_METRIC_NAMES);
+}
+
+#[test]
+fn a_trial_that_reports_no_step_at_all_records_no_steps_not_infeasible() {
+    let mut state = cluster_with_hosts();
+    let job = submit(&mut state, vec![spec("quiet", 1000, 0)]).remove(0);
+    let key = ProfileKey {
+        profile_group: "quiet".into(),
+        technique: "ddp".into(),
+        gpus_per_host: 1,
+        hosts: 1,
+        gpu_model: "A100-80GB".into(),
+    };
+    let trial = |n: u64| Command::Dispatch {
+        job: job.clone(),
+        technique: "ddp".into(),
+        placement: on("a", &[0]),
+        kind: DispatchKind::Trial { profile_key: ProfileKey { gpus_per_host: 1, hosts: n as u32, ..key.clone() }, steps: 20 },
+        at_ms: n,
+    };
+    state.apply(&trial(1));
+    state.apply(&exited(&job, 1, 0));
+    assert_eq!(state.profile(&key), Some(&ProfileResult::NoSteps));
+    // One that did report steps but no step time is still infeasible.
+    state.apply(&trial(2));
+    state.apply(&event(&job, 2, AttemptEvent::Progress { step: 3, metrics: vec![] }));
+    state.apply(&exited(&job, 2, 0));
+    let two = ProfileKey { hosts: 2, ..key };
+    assert!(matches!(state.profile(&two), Some(ProfileResult::Infeasible { .. })));
+    // A training attempt of such a script completes on exit 0.
+    state.apply(&train(&job, on("a", &[0])));
+    state.apply(&exited(&job, 3, 0));
+    assert_eq!(state.jobs[&job].state, JobState::Completed);
 }

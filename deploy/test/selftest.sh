@@ -67,6 +67,8 @@ if [[ -z $real_bin ]]; then
   check "node-c mesh on port base+2" follows "$reg/node-c.flags" --listen "/ip4/127.0.0.1/tcp/$((mesh_port + 2))"
   check "simulated GPUs" follows "$reg/node-b.flags" --gpus sim:2xSIM-8GB
   check "mDNS off" has_line "$reg/node-b.flags" --no-mdns
+  check "every agent uses the cluster's API token file" follows "$reg/node-c.flags" --api-token-file "$tmp/local/api-token"
+  check "API token readable by the user only" test "$(stat -c %a "$tmp/local/api-token")" = 600
   check "prints how to stop" grep -q "local-cluster.sh stop --dir $tmp/local" "$tmp/local.out"
   check "refuses a second start" bash -c "! '$deploy/local-cluster.sh' 2 --dir '$tmp/local' 2>/dev/null"
   "$deploy/local-cluster.sh" stop --dir "$tmp/local" >/dev/null

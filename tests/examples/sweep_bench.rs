@@ -147,7 +147,8 @@ fn main() -> Result<()> {
 /// The leader's `/metrics` samples by name (the scheduler's statistics live there).
 async fn leader_metrics(cluster: &LocalCluster, leader: Option<&str>) -> BTreeMap<String, f64> {
     let agent = cluster.agents.iter().find(|a| Some(a.name.as_str()) == leader).unwrap_or(&cluster.agents[0]);
-    let Ok(response) = reqwest::get(format!("{}/metrics", agent.api_url())).await else { return BTreeMap::new() };
+    let request = reqwest::Client::new().get(format!("{}/metrics", agent.api_url())).bearer_auth(&cluster.token);
+    let Ok(response) = request.send().await else { return BTreeMap::new() };
     let text = response.text().await.unwrap_or_default();
     text.lines()
         .filter(|l| !l.starts_with('#'))

@@ -156,6 +156,9 @@ impl NetnsCluster {
             .prefix("saturn-partition-")
             .tempdir()?;
         let links = Topology::create(&prefix, setup.agents)?;
+        // The mesh listens on the bridge, not loopback: the agents need a cluster key.
+        let key_file = dir.path().join("cluster.key");
+        saturn_agent::mesh::write_cluster_key(&key_file, &saturn_agent::mesh::generate_cluster_key())?;
         let mut cluster = NetnsCluster {
             agents: Vec::new(),
             records: dir.path().join("records.jsonl"),
@@ -179,6 +182,8 @@ impl NetnsCluster {
                 "--bootstrap-expect".into(),
                 setup.bootstrap_expect.to_string(),
                 "--no-mdns".into(),
+                "--cluster-key-file".into(),
+                key_file.display().to_string(),
             ];
             if listen == Listen::OwnAddress {
                 args.extend(["--listen".into(), format!("/ip4/{}/tcp/{MESH_PORT}", address(i))]);
@@ -220,6 +225,8 @@ impl NetnsCluster {
             .arg(&self.agent_bin)
             .args(&agent.args)
             .env("SATURN_SYNTH_RECORD_FILE", records)
+            // Every namespace's API is on port 7070: keep their token pointers apart.
+            .env("SATURN_RUNTIME_DIR", agent.data_dir.join("run"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -227,6 +234,11 @@ impl NetnsCluster {
             .with_context(|| format!("cannot start {} in {}", agent.name, agent.netns))?;
         agent.child = Some(child);
         Ok(())
+    }
+
+    /// Agent `i`'s API token file (generated at its first start in its data dir).
+    pub fn token_file(&self, i: usize) -> PathBuf {
+        self.agents[i].data_dir.join("api-token")
     }
 
     /// The test's temporary directory (data dirs, logs, records, job files).

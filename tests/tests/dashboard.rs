@@ -1,5 +1,6 @@
 //! Scenario: a user opens the dashboard of a live 3-agent mesh running a sweep of the
-//! simulated job. Headless Chromium renders the page (its scripts poll the API like in a
+//! simulated job. The API needs its token: without it the page asks and shows no data,
+//! a wrong one is refused on the page, the right one (given once) shows the live view. Headless Chromium renders the page (its scripts poll the API like in a
 //! real browser); the rendered DOM shows the 3 agents, every job of the sweep, and a
 //! Gantt chart whose bars are exactly the plan `GET /v1/plan` answers at that moment:
 //! same jobs, hosts, GPUs and states. A screenshot is left for a person to look at in
@@ -39,8 +40,22 @@ async fn scenario(harness: &Harness, browser: &Path) -> Result<()> {
     let agents: BTreeSet<String> = harness.cluster.agents.iter().map(|a| a.name.clone()).collect();
     // A follower's page, on purpose: every agent serves the whole mesh's view.
     let viewer = 1;
-    let url = format!("{}/", harness.cluster.agents[viewer].api_url());
+    let page_url = format!("{}/", harness.cluster.agents[viewer].api_url());
     let profile = harness.dir().join("chromium-profile");
+
+    // Every request needs the token. Without it the page shell loads and asks for it,
+    // showing no data; with a wrong one it says so.
+    let bare = Page::parse(&String::from_utf8_lossy(&chromium(browser, &profile, &["--dump-dom".into()], &page_url).await?));
+    if bare.auth_hidden || !bare.agents.is_empty() || !bare.jobs.is_empty() || !bare.bars.is_empty() {
+        bail!("without a token the page must ask for it and show no data: {bare:?}");
+    }
+    let wrong_url = format!("{page_url}#token=not-the-right-token-0123");
+    let wrong = Page::parse(&String::from_utf8_lossy(&chromium(browser, &profile, &["--dump-dom".into()], &wrong_url).await?));
+    if wrong.auth_hidden || !wrong.auth_error.contains("Token refused") || !wrong.jobs.is_empty() {
+        bail!("a wrong token must be refused on the page, with no data: {wrong:?}");
+    }
+    // The right token, handed over once in the fragment (never sent to the server as is).
+    let url = format!("{page_url}#token={}", harness.cluster.token);
 
     let page = eventually("the rendered dashboard to match the plan", Duration::from_secs(50), || async {
         // Wait for the sweep to be live on the plan. The plan is read before and after
@@ -69,6 +84,7 @@ async fn scenario(harness: &Harness, browser: &Path) -> Result<()> {
     })
     .await?;
 
+    assert!(page.auth_hidden && page.auth_error.is_empty(), "the right token is accepted: {page:?}");
     assert_eq!(page.agents, agents, "one agent card per agent of the mesh");
     assert_eq!(page.jobs, ids, "one row per job of the sweep");
     let hosts: BTreeSet<&str> = page.bars.iter().map(|bar| bar.host.as_str()).collect();
@@ -124,6 +140,10 @@ struct Page {
     agents: BTreeSet<String>,
     jobs: BTreeSet<String>,
     bars: BTreeSet<Bar>,
+    /// Whether the token prompt (`form#auth`) is hidden.
+    auth_hidden: bool,
+    /// The text of `#auth-error` (why a token was refused).
+    auth_error: String,
 }
 
 impl Page {
@@ -153,7 +173,16 @@ impl Page {
                 })
             })
             .collect();
-        Page { agents, jobs, bars }
+        let auth_hidden = elements
+            .iter()
+            .any(|(name, attrs)| name == "form" && attrs.get("id").is_some_and(|id| id == "auth") && attrs.contains_key("hidden"));
+        let auth_error = html
+            .split_once("id=\"auth-error\"")
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .and_then(|(_, rest)| rest.split_once('<'))
+            .map(|(text, _)| unescape(text))
+            .unwrap_or_default();
+        Page { agents, jobs, bars, auth_hidden, auth_error }
     }
 }
 

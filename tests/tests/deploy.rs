@@ -74,7 +74,7 @@ async fn local_cluster_sh_brings_up_a_mesh_that_saturn_status_reports_and_stops_
         let status: StatusView =
             eventually(&format!("saturn status on port {port}"), Duration::from_secs(20), || async {
                 let out =
-                    tokio::process::Command::new(&saturn).args(["--addr", &url, "status", "--json"]).output().await?;
+                    tokio::process::Command::new(&saturn).args(["--addr", &url, "status", "--json"]).arg("--token-file").arg(base.join("api-token")).output().await?;
                 let status: StatusView = serde_json::from_slice(&out.stdout).with_context(|| stdout(&out))?;
                 // Members are listed as soon as they join; their GPUs once the leader
                 // has recorded them (AgentUp), a moment later.
@@ -184,9 +184,14 @@ async fn the_systemd_config_starts_an_agent_that_stops_cleanly_on_sigterm() {
     let ports = free_port_block(2).expect("free ports");
     // The shipped file as systemd's ExecStart reads it; flags move it to test ports and a
     // temporary data dir, as an operator's drop-in would.
+    // The shipped file names /etc/saturn/cluster.key; the drop-in points at a test key.
+    let key = dir.path().join("cluster.key");
+    saturn_agent::mesh::write_cluster_key(&key, &saturn_agent::mesh::generate_cluster_key()).expect("key");
     let mut agent = tokio::process::Command::new(bin.join("saturn-agent"))
         .arg("--config")
         .arg(repo().join("deploy/systemd/agent.toml"))
+        .arg("--cluster-key-file")
+        .arg(&key)
         .args(["--name", "systemd-test", "--bootstrap-expect", "1", "--no-mdns", "--gpus", "sim:2xSIM-24GB"])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -196,9 +201,12 @@ async fn the_systemd_config_starts_an_agent_that_stops_cleanly_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("saturn-agent starts");
-    let client = ApiClient::new(&format!("http://127.0.0.1:{}", ports + 1), None).expect("client");
+    // No api_token_file in the shipped file: the agent makes DATA_DIR/api-token at first start.
+    let token_file = dir.path().join("data").join("api-token");
     // Leading comes first; the agent's own record (with its GPUs) is committed just after.
     let up = eventually("the agent to lead its one-agent mesh and list its GPUs", Duration::from_secs(30), || async {
+        let Ok(token) = std::fs::read_to_string(&token_file) else { return Ok(None) };
+        let client = ApiClient::new(&format!("http://127.0.0.1:{}", ports + 1), Some(token.trim().to_string()))?;
         let status: StatusView = client.get_json("/v1/status").await?;
         let listed = status.agents.first().is_some_and(|a| !a.gpus.is_empty());
         Ok((status.leader.as_deref() == Some("systemd-test") && listed).then_some(status))

@@ -79,6 +79,8 @@ async fn scenario(harness: &Harness) -> Result<()> {
     .await?;
     let mut follower = tokio::process::Command::new(&harness.saturn)
         .args(["--addr", &harness.cluster.agents[viewer].api_url(), "job", "logs", &followed, "-f"])
+        .arg("--token-file")
+        .arg(&harness.cluster.token_file)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
@@ -146,32 +148,44 @@ async fn scenario(harness: &Harness) -> Result<()> {
     Ok(())
 }
 
-/// While the sweep runs, the leader's metrics show that it profiled and planned it
-/// (checked when it has led since before the submission). Polled: the last re-plan may
-/// have been of an empty instance (every job still in its trial runs), predicting 0 s.
-async fn leader_planned(harness: &Harness, term_before: u64) -> Result<()> {
-    let status = harness.status(0).await?;
-    if status.term != term_before {
-        return Ok(());
-    }
-    let leader = status.leader.context("a leader")?;
-    let i = harness.cluster.agents.iter().position(|a| a.name == leader).context("the leader is ours")?;
-    eventually(&format!("{leader}'s planning and profiling numbers"), Duration::from_secs(20), || async {
-        let scrape = scrape(harness, i).await?;
-        for name in [
-            "saturn_planner_solves_total",
-            "saturn_profiling_seconds",
-            "saturn_plan_makespan_seconds",
-            "saturn_planner_predicted_makespan_seconds",
-        ] {
-            let v = value(&scrape, name, &[]).with_context(|| format!("{name} on the leader"))?;
-            if v <= 0.0 {
-                bail!("{name} is {v} on the leader {leader} while a profiled, planned sweep runs");
+/// While the sweep runs, the leader's metrics show that it planned it and some agent's
+/// that it profiled it. Polled: the last re-plan may have been of an empty instance
+/// (every job still in its trial runs), predicting 0 s. When the leader changes during the
+/// check, the check starts again on the new leader (which re-plans on taking over).
+async fn leader_planned(harness: &Harness, _term_before: u64) -> Result<()> {
+    for _round in 0..5 {
+        let status = harness.status(0).await?;
+        let Some(leader) = status.leader.clone() else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let i = harness.cluster.agents.iter().position(|a| a.name == leader).context("the leader is ours")?;
+        let checked = eventually(&format!("{leader}'s planning numbers and the profiling seconds"), Duration::from_secs(20), || async {
+            let leader_scrape = scrape(harness, i).await?;
+            for name in ["saturn_planner_solves_total", "saturn_plan_makespan_seconds", "saturn_planner_predicted_makespan_seconds"] {
+                let v = value(&leader_scrape, name, &[]).with_context(|| format!("{name} on the leader"))?;
+                if v <= 0.0 {
+                    return Ok(None);
+                }
             }
+            // Trials ran under whichever agent led when the sweep was profiled.
+            let mut profiled = 0.0f64;
+            for j in 0..harness.cluster.agents.len() {
+                if let Ok(other) = scrape(harness, j).await {
+                    profiled = profiled.max(value(&other, "saturn_profiling_seconds", &[]).unwrap_or(0.0));
+                }
+            }
+            Ok((profiled > 0.0).then_some(()))
+        })
+        .await;
+        let term_after = harness.status(0).await?.term;
+        match checked {
+            Ok(()) if term_after == status.term => return Ok(()),
+            Err(err) if term_after == status.term => return Err(err),
+            _ => continue, // the leader changed meanwhile: check the new one
         }
-        Ok(Some(()))
-    })
-    .await
+    }
+    bail!("the leader changed during each of 5 checks of the planning metrics")
 }
 
 /// A sample the metrics must have: name, labels it carries, value.

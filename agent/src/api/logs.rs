@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use saturn_consensus::apply::MAX_METRIC_NAMES as MAX_METRICS_PER_JOB;
 use saturn_consensus::JobId;
 
 use super::{error, ApiState};
@@ -103,14 +104,26 @@ pub async fn metric_history(api: &ApiState, job: &JobId) -> BTreeMap<String, Vec
     let Ok(data) = read_all(api, job).await else {
         return BTreeMap::new();
     };
+    history_of(&String::from_utf8_lossy(&data))
+}
+
+/// Most points kept per metric curve.
+pub const MAX_HISTORY_POINTS: usize = 2000;
+
+/// The curves of a log's text: at most [`MAX_METRICS_PER_JOB`] names (the first ones
+/// seen, as the replicated state keeps them) and [`MAX_HISTORY_POINTS`] points each.
+fn history_of(text: &str) -> BTreeMap<String, Vec<(u64, f64)>> {
     let mut step = 0;
     let mut history: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&data).lines() {
+    for line in text.lines() {
         match parse_line(line) {
             Some(Report::Step(n)) => step = n,
             Some(Report::Metric { name, value }) => {
+                if history.len() >= MAX_METRICS_PER_JOB && !history.contains_key(&name) {
+                    continue;
+                }
                 let points = history.entry(name).or_default();
-                if points.len() < 2000 {
+                if points.len() < MAX_HISTORY_POINTS {
                     points.push((step, value));
                 }
             }
@@ -122,7 +135,19 @@ pub async fn metric_history(api: &ApiState, job: &JobId) -> BTreeMap<String, Vec
 
 #[cfg(test)]
 mod tests {
-    use super::last_lines;
+    use super::{history_of, last_lines, MAX_HISTORY_POINTS, MAX_METRICS_PER_JOB};
+
+    #[test]
+    fn the_metric_history_keeps_at_most_64_names_and_2000_points_each() {
+        let mut log = String::new();
+        for i in 0..5000 {
+            log.push_str(&format!("SATURN step={i}\nSATURN metric loss=1.5\nSATURN metric new_{i}=1\n"));
+        }
+        let history = history_of(&log);
+        assert_eq!(history.len(), MAX_METRICS_PER_JOB);
+        assert_eq!(history["loss"].len(), MAX_HISTORY_POINTS);
+        assert!(history.contains_key("new_0") && !history.contains_key("new_4999"));
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

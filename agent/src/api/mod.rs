@@ -2,10 +2,10 @@
 //! Prometheus, `/` the dashboard. Any agent answers; writes are committed through Raft
 //! (forwarded to the leader by the consensus node).
 //!
-//! Security: on a loopback address the API is open to local users; on any other address
-//! every request needs `Authorization: Bearer <token>` (401 otherwise), and the agent
-//! refuses to start such an API without a token (see `config`).
+//! Security: every request needs the agent's token, on loopback too (401 otherwise),
+//! except the dashboard's page shell and the login (see `auth`).
 
+mod auth;
 mod dashboard;
 mod handlers;
 mod json_errors;
@@ -14,13 +14,14 @@ mod logs;
 pub mod metrics;
 pub mod render;
 pub mod services;
+pub mod token_advert;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -37,7 +38,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub struct ApiState {
     /// The running agent.
     pub services: Arc<dyn AgentServices>,
-    /// Bearer token every request must carry, when the API is off loopback.
+    /// Token every request must carry (`None` only in tests of the handlers).
     pub token: Option<Arc<str>>,
 }
 
@@ -50,11 +51,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/logs", get(logs::job_logs))
         .route("/v1/plan", get(handlers::plan))
         .route("/v1/profiles", get(handlers::profiles))
+        .route("/v1/login", axum::routing::post(auth::login))
+        .route("/v1/logout", axum::routing::post(auth::logout))
         .route("/metrics", get(metrics::metrics))
         .merge(dashboard::routes())
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(middleware::from_fn(json_errors::json_errors))
         .with_state(state)
 }
@@ -68,30 +71,6 @@ pub async fn serve(
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// Rejects requests without the right bearer token when a token is configured.
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.token else {
-        return next.run(request).await;
-    };
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => next.run(request).await,
-        _ => error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token: send Authorization: Bearer <token from --api-token-file>"),
-    }
-}
-
-/// Compares without an early exit, so response time does not leak the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// An error answer: `{"error": "..."}` with `status`.

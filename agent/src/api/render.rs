@@ -91,6 +91,8 @@ pub fn job(record: &JobRecord, now_ms: u64) -> JobView {
         steps_done: record.steps_done,
         technique,
         attempt: record.attempt,
+        trials: record.trials,
+        training_attempts: record.training_attempts(),
         placement,
         submitted_at: Some(rfc3339(record.submitted_at_ms)),
         started_at: record.started_at_ms.map(rfc3339),
@@ -169,9 +171,10 @@ pub fn profiles(state: &ClusterState) -> crate::views::ProfilesView {
         .profiles
         .iter()
         .map(|(key, result)| {
-            let (step_time_s, infeasible) = match result {
-                ProfileResult::StepTime(s) => (Some(*s), None),
-                ProfileResult::Infeasible { reason } => (None, Some(reason.clone())),
+            let (step_time_s, infeasible, no_steps) = match result {
+                ProfileResult::StepTime(s) => (Some(*s), None, false),
+                ProfileResult::Infeasible { reason } => (None, Some(reason.clone()), false),
+                ProfileResult::NoSteps => (None, None, true),
             };
             crate::views::ProfileView {
                 profile_group: key.profile_group.clone(),
@@ -181,6 +184,7 @@ pub fn profiles(state: &ClusterState) -> crate::views::ProfilesView {
                 gpu_model: key.gpu_model.clone(),
                 step_time_s,
                 infeasible,
+                no_steps,
             }
         })
         .collect();

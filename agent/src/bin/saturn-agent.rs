@@ -112,7 +112,14 @@ fn run(config: AgentConfig) -> Result<()> {
         job_env,
         checkpoint_root: config.checkpoint_root.clone(),
         checkpoint: config.checkpoint.clone(),
+        cuda_ids: saturn_agent::gpus::cuda_ids(inventory.gpus()),
     };
+    // The `saturn` CLI of this user finds the token through this pointer (api::token_advert).
+    let _advert = saturn_agent::api::token_advert::runtime_dir().and_then(|dir| {
+        saturn_agent::api::token_advert::advertise(&dir, config.api.port(), &config.api_token_file)
+            .map_err(|err| tracing::warn!(dir = %dir.display(), %err, "cannot advertise the API token file to the CLI; use saturn --token-file"))
+            .ok()
+    });
     if config.dev {
         tracing::info!(data_dir = %config.data_dir.display(), "dev mode: one agent, simulated GPUs, temporary data dir");
     }

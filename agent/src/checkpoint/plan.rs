@@ -194,6 +194,7 @@ mod tests {
             max_restarts: 1,
             profile: [("ddp".to_string(), [(1, 0.1)].into())].into(),
             early_stop: None,
+            duration_estimate_s: 3600,
         };
         state.apply(&Command::SubmitJobs { specs: vec![spec], at_ms: 0 });
         let job = JobId::from_seq(1);

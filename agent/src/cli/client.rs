@@ -61,7 +61,7 @@ impl ApiClient {
             .unwrap_or_else(|_| body.trim().to_string());
         Err(match status {
             StatusCode::UNAUTHORIZED => anyhow!(
-                "the agent at {} needs a token: {message} (use --token-file or SATURN_TOKEN)",
+                "the agent at {} wants its API token: {message} (give --token-file FILE, e.g. the agent's DATA_DIR/api-token, or SATURN_TOKEN)",
                 self.base
             ),
             _ => anyhow!("{message} (HTTP {})", status.as_u16()),

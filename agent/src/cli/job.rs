@@ -220,12 +220,13 @@ pub fn render_jobs(jobs: &[JobView]) -> String {
                 format!("{:.0}%", percent),
                 job.technique.clone().unwrap_or_else(|| "-".into()),
                 placement_text(job),
-                job.attempt.to_string(),
+                job.training_attempts.to_string(),
+                job.trials.to_string(),
                 job.eta_s.map(table::human_duration).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    table::render(&["ID", "NAME", "STATE", "DONE", "TECHNIQUE", "GPUS", "ATTEMPT", "ETA"], &rows)
+    table::render(&["ID", "NAME", "STATE", "DONE", "TECHNIQUE", "GPUS", "ATTEMPTS", "TRIALS", "ETA"], &rows)
 }
 
 /// The detail view of `saturn job status ID`.
@@ -238,7 +239,7 @@ pub fn render_job(job: &JobView) -> String {
     field("progress", format!("{}/{} steps", job.steps_done, job.steps));
     field("technique", job.technique.clone().unwrap_or_else(|| "-".into()));
     field("placement", placement_text(job));
-    field("attempt", format!("{} ({} restarts)", job.attempt, job.restarts));
+    field("attempts", format!("{} training ({} restarts), {} trial runs", job.training_attempts, job.restarts, job.trials));
     field("submitted", job.submitted_at.clone().unwrap_or_else(|| "-".into()));
     field("started", job.started_at.clone().unwrap_or_else(|| "-".into()));
     field("finished", job.finished_at.clone().unwrap_or_else(|| "-".into()));
@@ -274,4 +275,31 @@ async fn logs(client: &ApiClient, id: &str, follow: bool) -> Result<i32> {
         stdout.flush()?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trials_and_training_attempts_are_shown_apart() {
+        // Ran once after four trial runs: SATURN_ATTEMPT was 5, but it is not four failures.
+        let job = JobView {
+            id: "j-000001".into(),
+            name: "once".into(),
+            state: "completed".into(),
+            attempt: 5,
+            trials: 4,
+            training_attempts: 1,
+            placement: vec![crate::views::PlacementView { host: "a".into(), gpus: vec![0] }],
+            ..JobView::default()
+        };
+        let table = render_jobs(std::slice::from_ref(&job));
+        let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+        let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+        let at = |name: &str| header.iter().position(|h| *h == name).map(|i| row.get(i).copied());
+        assert_eq!(at("ATTEMPTS"), Some(Some("1")), "{table}");
+        assert_eq!(at("TRIALS"), Some(Some("4")), "{table}");
+        assert!(render_job(&job).contains("1 training (0 restarts), 4 trial runs"), "{}", render_job(&job));
+    }
 }

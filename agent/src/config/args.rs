@@ -48,15 +48,23 @@ pub struct AgentArgs {
     #[arg(long, value_name = "auto|none|sim:SPEC")]
     pub gpus: Option<String>,
 
-    /// Pre-shared key (libp2p swarm.key format); a peer without it cannot connect.
+    /// Pre-shared key (libp2p swarm.key format, mode 0600); a peer without it cannot
+    /// connect. Required when the mesh listens on a non-loopback address.
     #[arg(long, value_name = "FILE")]
     pub cluster_key_file: Option<PathBuf>,
 
-    /// Bearer token; required when --api is not a loopback address.
+    /// Bearer token every API request must carry, loopback included (at least 16 bytes,
+    /// mode 0600) [default: DATA_DIR/api-token, generated at first start].
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
 
-    /// One agent, temporary data dir, sim:4xSIM-24GB, bootstrap-expect 1, no mDNS.
+    /// Run a mesh on a non-loopback address without --cluster-key-file (anyone who can
+    /// reach the port can join and run jobs): an explicit opt-out.
+    #[arg(long)]
+    pub insecure_open_mesh: bool,
+
+    /// One agent, temporary data dir, sim:4xSIM-24GB, bootstrap-expect 1, no mDNS, mesh and
+    /// API on loopback only.
     #[arg(long)]
     pub dev: bool,
 

@@ -1,6 +1,5 @@
 //! Why an agent's configuration is refused: one line each, naming the thing to fix.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// A configuration the agent will not start with.
@@ -34,13 +33,19 @@ pub enum ConfigError {
         /// Why it cannot be used, and what would work.
         reason: String,
     },
-    /// The API would listen beyond loopback without a token (spec/agent.md: refuse).
+    /// The mesh would listen beyond loopback without a cluster key (spec/agent.md: refuse).
     #[error(
-        "--api {api} is not a loopback address, so every request must carry a token: give --api-token-file FILE, or listen on 127.0.0.1"
+        "--listen {listen} is not a loopback address, so a cluster key is needed: make one with `saturn-agent --gen-cluster-key FILE`, give every agent --cluster-key-file FILE (or listen on 127.0.0.1, or opt out with --insecure-open-mesh)"
     )]
-    ApiNeedsToken {
-        /// The API address asked for.
-        api: SocketAddr,
+    MeshNeedsKey {
+        /// The first non-loopback listen address.
+        listen: String,
+    },
+    /// `--dev` was given an address beyond loopback.
+    #[error("--dev listens on loopback only, but {what} is not a loopback address: drop --dev to listen there")]
+    DevNotLoopback {
+        /// The flag and its value.
+        what: String,
     },
     /// A key or token file could not be read.
     #[error("cannot read {flag} {}: {source}", path.display())]

@@ -38,6 +38,7 @@ pub(crate) struct FileConfig {
     pub checkpoint_replicas: Option<u32>,
     pub checkpoint_max_mib: Option<u64>,
     pub checkpoint_rate_mib_s: Option<u64>,
+    pub insecure_open_mesh: Option<bool>,
 }
 
 /// Parses a config file's text; `path` names it in errors and anchors relative paths:

@@ -9,9 +9,10 @@ mod args;
 mod error;
 mod file;
 mod resolve;
+pub mod secrets;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libp2p::pnet::PreSharedKey;
@@ -31,6 +32,10 @@ pub mod defaults {
     pub const DATA_DIR: &str = "./saturn-data";
     /// `--listen`.
     pub const LISTEN: &str = "/ip4/0.0.0.0/tcp/7946";
+    /// `--listen` under `--dev`: loopback only.
+    pub const DEV_LISTEN: &str = "/ip4/127.0.0.1/tcp/7946";
+    /// The API token file inside the data dir, generated at first start.
+    pub const API_TOKEN_FILE: &str = "api-token";
     /// `--api`.
     pub const API: &str = "127.0.0.1:7070";
     /// `--gpus` under `--dev`.
@@ -63,7 +68,7 @@ pub mod defaults {
 
 /// A secret read from a file (the API token); `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(pub(crate) String);
 
 impl Secret {
     /// The secret itself, for the one place that compares or sends it.
@@ -104,10 +109,14 @@ pub struct AgentConfig {
     pub cluster_key_file: Option<PathBuf>,
     /// The key in that file, read and parsed by [`AgentConfig::load`].
     pub cluster_key: Option<PreSharedKey>,
-    /// `--api-token-file`; always set when `api` is not loopback.
-    pub api_token_file: Option<PathBuf>,
-    /// The token in that file (trimmed, non-empty), read by [`AgentConfig::load`].
+    /// `--api-token-file`, else `DATA_DIR/api-token`.
+    pub api_token_file: PathBuf,
+    /// True when `api_token_file` is the default one, generated when missing.
+    pub api_token_generated: bool,
+    /// The token in that file (one word, at least 16 bytes), read by [`AgentConfig::load`].
     pub api_token: Option<Secret>,
+    /// `--insecure-open-mesh`: a non-loopback mesh without a cluster key, on purpose.
+    pub insecure_open_mesh: bool,
     /// `--dev`.
     pub dev: bool,
     /// mDNS discovery on the local network (off with `--no-mdns`, and by default under `--dev`).
@@ -157,12 +166,6 @@ impl AgentConfig {
             dev_data_dir: dev_data_dir(),
         };
         let mut config = resolve(args, file, &host)?;
-        if let Some(path) = &config.api_token_file {
-            config.api_token = Some(read_token(path)?);
-        }
-        if let Some(path) = &config.cluster_key_file {
-            config.cluster_key = Some(read_cluster_key(path)?);
-        }
         if config.data_dir_is_temporary {
             std::fs::create_dir_all(&config.data_dir).map_err(|source| {
                 ConfigError::CreateDataDir {
@@ -171,51 +174,16 @@ impl AgentConfig {
                 }
             })?;
         }
+        // The key first: a bad one is reported before a token is made up.
+        if let Some(path) = &config.cluster_key_file {
+            config.cluster_key = Some(secrets::read_cluster_key(path)?);
+        }
+        config.api_token = Some(secrets::read_or_generate_token(
+            &config.api_token_file,
+            config.api_token_generated,
+        )?);
         Ok(config)
     }
-}
-
-const TOKEN_FLAG: &str = "--api-token-file";
-const KEY_FLAG: &str = "--cluster-key-file";
-
-fn read_token(path: &Path) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
-        flag: TOKEN_FLAG,
-        path: path.to_owned(),
-        source,
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(ConfigError::BadSecret {
-            flag: TOKEN_FLAG,
-            path: path.to_owned(),
-            reason: "the file is empty; put the bearer token in it".into(),
-        });
-    }
-    if token.contains(char::is_whitespace) {
-        return Err(ConfigError::BadSecret {
-            flag: TOKEN_FLAG,
-            path: path.to_owned(),
-            reason: "a token must be one word, without spaces or line breaks".into(),
-        });
-    }
-    Ok(Secret(token.to_string()))
-}
-
-fn read_cluster_key(path: &Path) -> Result<PreSharedKey, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
-        flag: KEY_FLAG,
-        path: path.to_owned(),
-        source,
-    })?;
-    text.parse::<PreSharedKey>()
-        .map_err(|err| ConfigError::BadSecret {
-            flag: KEY_FLAG,
-            path: path.to_owned(),
-            reason: format!(
-                "not a libp2p swarm.key (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits): {err}"
-            ),
-        })
 }
 
 /// The host's name: the kernel's, else /etc/hostname, else `$HOSTNAME`.

@@ -110,8 +110,9 @@ pub fn resolve(
     };
 
     let (listen, origin) = pick_list("--listen", path, &args.listen, parsed.listen);
+    let default_listen = if dev { defaults::DEV_LISTEN } else { defaults::LISTEN };
     let listen = multiaddrs(
-        listen.unwrap_or_else(|| vec![defaults::LISTEN.to_string()]),
+        listen.unwrap_or_else(|| vec![default_listen.to_string()]),
         &origin,
     )?;
     if listen.is_empty() {
@@ -155,10 +156,11 @@ pub fn resolve(
         None => GpuSpec::Auto,
     };
 
-    let api_token_file = args.api_token_file.clone().or(parsed.api_token_file);
-    if !api.ip().is_loopback() && api_token_file.is_none() {
-        return Err(ConfigError::ApiNeedsToken { api });
-    }
+    let given_token_file = args.api_token_file.clone().or(parsed.api_token_file);
+    let api_token_generated = given_token_file.is_none();
+    let api_token_file =
+        given_token_file.unwrap_or_else(|| data_dir.join(defaults::API_TOKEN_FILE));
+
 
     // A dev agent is alone by definition: unless told otherwise it must not merge with a
     // colleague's dev agent on the LAN.
@@ -253,6 +255,22 @@ pub fn resolve(
         return Err(origin.invalid(&solver, "not a solver; use local-search, max-heuristic, optimus-greedy or random".to_string()));
     }
 
+    // Checked last, so a value that is wrong in itself is reported first.
+    let cluster_key_file = args.cluster_key_file.clone().or(parsed.cluster_key_file);
+    let insecure_open_mesh = args.insecure_open_mesh || parsed.insecure_open_mesh.unwrap_or(false);
+    let open = listen.iter().find(|addr| !is_loopback(addr));
+    if let Some(addr) = open {
+        if dev {
+            return Err(ConfigError::DevNotLoopback { what: format!("--listen {addr}") });
+        }
+        if cluster_key_file.is_none() && !insecure_open_mesh {
+            return Err(ConfigError::MeshNeedsKey { listen: addr.to_string() });
+        }
+    }
+    if dev && !api.ip().is_loopback() {
+        return Err(ConfigError::DevNotLoopback { what: format!("--api {api}") });
+    }
+
     Ok(AgentConfig {
         name,
         data_dir,
@@ -263,10 +281,12 @@ pub fn resolve(
         bootstrap_expect,
         api,
         gpus,
-        cluster_key_file: args.cluster_key_file.clone().or(parsed.cluster_key_file),
+        cluster_key_file,
         cluster_key: None,
         api_token_file,
+        api_token_generated,
         api_token: None,
+        insecure_open_mesh,
         dev,
         mdns,
         grace_period: Duration::from_secs(grace_period_s),
@@ -292,6 +312,17 @@ pub fn resolve(
                 .map_or(crate::checkpoint::DEFAULT_RATE_BYTES_PER_S, |mib| mib.saturating_mul(1024 * 1024)),
         },
     })
+}
+
+/// Whether a mesh address only accepts connections from this host: `/ip4/127.x`,
+/// `/ip6/::1` (a name, `/dns/...`, could be anything and counts as not loopback).
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
 }
 
 fn multiaddrs(texts: Vec<String>, origin: &Origin<'_>) -> Result<Vec<Multiaddr>, ConfigError> {

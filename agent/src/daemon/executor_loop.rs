@@ -45,6 +45,8 @@ pub struct ExecutorLoopConfig {
     /// `--rendezvous-timeout-s`: how long a gang's ranks may take to meet
     /// (`SATURN_RENDEZVOUS_TIMEOUT_S`; a job's own `env` may set it longer or shorter).
     pub rendezvous_timeout: Duration,
+    /// `CUDA_VISIBLE_DEVICES` names of this host's MIG instances, by Saturn index.
+    pub cuda_ids: BTreeMap<u32, String>,
 }
 
 /// Runs the reconcile loop and the event reporter until `shutdown` flips.
@@ -272,6 +274,7 @@ fn attempt_spec(
         agent_name: config.agent.clone(),
         technique: live.technique.clone(),
         gpus: here.gpus.clone(),
+        cuda_ids: config.cuda_ids.clone(),
         gpu_model: gpu.map(|g| g.model.clone()).unwrap_or_default(),
         gpu_memory_mib: gpu.map(|g| g.memory_mib),
         steps: record.spec.steps,

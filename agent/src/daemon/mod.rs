@@ -58,7 +58,7 @@ pub struct DaemonSettings {
     pub bootstrap_expect: Option<usize>,
     /// HTTP API address.
     pub api: SocketAddr,
-    /// Bearer token required by the API (when it is not on loopback).
+    /// Token every API request must carry (loopback included).
     pub api_token: Option<String>,
     /// This host's GPUs.
     pub gpus: Vec<GpuInfo>,
@@ -84,6 +84,8 @@ pub struct DaemonSettings {
     pub checkpoint_root: Option<PathBuf>,
     /// Replicas, size cap, rate.
     pub checkpoint: crate::checkpoint::CheckpointSettings,
+    /// `CUDA_VISIBLE_DEVICES` names of this host's MIG instances (`gpus::cuda_ids`).
+    pub cuda_ids: std::collections::BTreeMap<u32, String>,
 }
 
 impl DaemonSettings {
@@ -200,6 +202,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         kill_grace: settings.kill_grace,
         fence_kill_grace: settings.kill_grace.min(settings.grace_period / 4),
         rendezvous_timeout: settings.rendezvous_timeout,
+        cuda_ids: settings.cuda_ids.clone(),
     };
     let executor = tokio::spawn(executor_loop::run(
         exec_config,

@@ -10,7 +10,8 @@ use super::spec::AttemptSpec;
 /// Variables Saturn sets besides the `SATURN_*` ones. They are removed from the
 /// inherited environment so that, say, a `WORLD_SIZE` in the agent's own environment
 /// never leaks into a single-host job.
-const MANAGED_NON_SATURN: [&str; 4] = ["CUDA_VISIBLE_DEVICES", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"];
+const MANAGED_NON_SATURN: [&str; 5] =
+    ["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"];
 
 /// Whether `name` is a variable the agent owns: every `SATURN_*` variable (which also
 /// keeps the CLI's `SATURN_TOKEN`/`SATURN_ADDR` out of jobs) and the torchrun/CUDA ones
@@ -27,6 +28,10 @@ pub fn is_managed(name: &str) -> bool {
 /// - `SATURN_PROFILE_STEPS` is present only in trial runs.
 /// - `SATURN_GPU_MEMORY_MIB` (an addition to the table) is present when the agent knows
 ///   the memory of one planned GPU.
+/// - `CUDA_VISIBLE_DEVICES` names whole GPUs by their NVML index, with
+///   `CUDA_DEVICE_ORDER=PCI_BUS_ID` so CUDA numbers them as NVML does (its default is
+///   fastest first), and MIG instances by their `MIG-…` UUID (the only name CUDA
+///   resolves for one). A mix is possible: CUDA uses the MIG UUIDs in that case.
 /// - The gang variables are present whenever the spec has a gang (the daemon always
 ///   gives one: a single-host job is a gang of one host, `SATURN_NNODES=1`, rank 0,
 ///   `MASTER_ADDR=127.0.0.1`). `WORLD_SIZE` is the total number of GPUs of the gang
@@ -37,7 +42,13 @@ pub fn is_managed(name: &str) -> bool {
 ///   gang's timeout, so the value here is the one the agent enforces too.
 pub fn attempt_env(spec: &AttemptSpec) -> BTreeMap<String, String> {
     let mut env = spec.env.clone();
-    let gpu_list = spec.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let gpu_list = spec
+        .gpus
+        .iter()
+        .map(|index| spec.cuda_ids.get(index).cloned().unwrap_or_else(|| index.to_string()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let whole_gpus = spec.gpus.iter().any(|index| !spec.cuda_ids.contains_key(index));
     let mut set = |name: &str, value: String| {
         env.insert(name.to_owned(), value);
     };
@@ -47,6 +58,9 @@ pub fn attempt_env(spec: &AttemptSpec) -> BTreeMap<String, String> {
     set("SATURN_TECHNIQUE", spec.technique.clone());
     set("SATURN_GPUS", spec.gpus.len().to_string());
     set("CUDA_VISIBLE_DEVICES", gpu_list);
+    if whole_gpus {
+        set("CUDA_DEVICE_ORDER", "PCI_BUS_ID".to_string());
+    }
     set("SATURN_GPU_MODEL", spec.gpu_model.clone());
     set("SATURN_STEPS", spec.steps.to_string());
     set("SATURN_START_STEP", spec.start_step.to_string());
@@ -96,6 +110,7 @@ mod tests {
             agent_name: "node-b".into(),
             technique: "fsdp".into(),
             gpus: vec![0, 1, 3],
+            cuda_ids: BTreeMap::new(),
             gpu_model: "A100-80GB".into(),
             gpu_memory_mib: None,
             steps: 20000,
@@ -119,6 +134,7 @@ mod tests {
         assert_eq!(
             pairs(&env),
             vec![
+                ("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),
                 ("CUDA_VISIBLE_DEVICES", "0,1,3"),
                 ("HF_HOME", "/data/hf"),
                 ("SATURN_AGENT", "node-b"),
@@ -199,7 +215,29 @@ mod tests {
     }
 
     #[test]
+    fn mig_instances_are_named_by_uuid_and_whole_gpus_in_pci_order() {
+        // A MIG inventory as discovery numbers it: whole GPU 0, then two instances of
+        // GPU 1 numbered after all whole GPUs (2, 3).
+        let inventory = [
+            crate::gpus::GpuInfo { index: 0, uuid: "GPU-aaaa".into(), model: "A100".into(), memory_mib: 81920, simulated: false },
+            crate::gpus::GpuInfo { index: 2, uuid: "MIG-1111-2222".into(), model: "A100 1g.10gb".into(), memory_mib: 9856, simulated: false },
+            crate::gpus::GpuInfo { index: 3, uuid: "MIG-3333-4444".into(), model: "A100 1g.10gb".into(), memory_mib: 9856, simulated: false },
+        ];
+        let mut spec = spec();
+        spec.cuda_ids = crate::gpus::cuda_ids(&inventory);
+        spec.gpus = vec![2, 3];
+        let env = attempt_env(&spec);
+        assert_eq!(env["CUDA_VISIBLE_DEVICES"], "MIG-1111-2222,MIG-3333-4444");
+        assert!(!env.contains_key("CUDA_DEVICE_ORDER"), "MIG UUIDs need no ordering");
+        assert_eq!(env["SATURN_GPUS"], "2");
+        spec.gpus = vec![0];
+        let env = attempt_env(&spec);
+        assert_eq!((env["CUDA_VISIBLE_DEVICES"].as_str(), env["CUDA_DEVICE_ORDER"].as_str()), ("0", "PCI_BUS_ID"));
+    }
+
+    #[test]
     fn managed_names() {
+        assert!(is_managed("CUDA_DEVICE_ORDER"));
         assert!(is_managed("SATURN_TOKEN"));
         assert!(is_managed("WORLD_SIZE"));
         assert!(!is_managed("HF_HOME"));

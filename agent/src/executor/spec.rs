@@ -79,6 +79,10 @@ pub struct AttemptSpec {
     pub technique: String,
     /// Planned GPU indices on this host.
     pub gpus: Vec<u32>,
+    /// What `CUDA_VISIBLE_DEVICES` must name for an index that is not a whole GPU's NVML
+    /// index: the `MIG-…` UUID of a MIG instance (CUDA cannot resolve Saturn's index of
+    /// one). Indices not in the map are whole GPUs (or simulated ones).
+    pub cuda_ids: BTreeMap<u32, String>,
     /// Model of those GPUs, e.g. `A100-80GB`.
     pub gpu_model: String,
     /// Memory of one of those GPUs, when known; exported as `SATURN_GPU_MEMORY_MIB`.

@@ -38,9 +38,9 @@ pub struct GpuInfo {
 
 impl GpuInfo {
     /// What `CUDA_VISIBLE_DEVICES` must hold to give a process this GPU: CUDA addresses a
-    /// MIG instance only by its UUID; a whole GPU by its index (the executor must also
-    /// set `CUDA_DEVICE_ORDER=PCI_BUS_ID`, or CUDA numbers GPUs fastest-first, not as
-    /// NVML does).
+    /// MIG instance only by its UUID; a whole GPU by its index (the executor sets
+    /// `CUDA_DEVICE_ORDER=PCI_BUS_ID` with it, or CUDA would number GPUs fastest-first,
+    /// not as NVML does; see `executor::env`).
     pub fn cuda_visible_id(&self) -> String {
         if self.uuid.starts_with("MIG-") {
             self.uuid.clone()
@@ -48,6 +48,15 @@ impl GpuInfo {
             self.index.to_string()
         }
     }
+}
+
+/// The `CUDA_VISIBLE_DEVICES` names of the GPUs that are not addressed by their index
+/// (MIG instances), by Saturn index: what [`crate::executor::spec::AttemptSpec::cuda_ids`] needs.
+pub fn cuda_ids(gpus: &[GpuInfo]) -> std::collections::BTreeMap<u32, String> {
+    gpus.iter()
+        .filter(|gpu| gpu.cuda_visible_id() != gpu.index.to_string())
+        .map(|gpu| (gpu.index, gpu.cuda_visible_id()))
+        .collect()
 }
 
 /// A GPU's load at one instant, for heartbeats and the dashboard.

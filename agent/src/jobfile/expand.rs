@@ -241,6 +241,7 @@ impl<'t> Patterns<'t> {
             max_restarts: template.max_restarts,
             profile: template.profile.clone(),
             early_stop: template.early_stop.clone(),
+            duration_estimate_s: template.duration_estimate_s,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | `max_restarts` | 2 |
 //! | `profile` | none: every configuration is profiled by trial runs |
 //! | `early_stop` (sweeps only) | none: every job runs to its end; inside it `mode = "min"`, `rule = "asha"`, `reduction = 3` (`metric`, `min_steps` required) |
+//! | `duration_estimate_s` | 3600: how long a job that reports no steps is planned to take |
 //!
 //! `name`, `command` and `steps` are required; a sweep also needs `grid`. `gpus = n` is
 //! accepted as `[n, n]`. In a sweep, `{{` writes a literal `{`; other braces are kept
@@ -54,6 +55,10 @@ pub const MAX_GPUS: u32 = 1024;
 pub const DEFAULT_MAX_RESTARTS: u32 = 2;
 /// Largest `max_restarts` accepted.
 pub const MAX_RESTARTS: u32 = 1000;
+/// `duration_estimate_s` when not given: one hour.
+pub const DEFAULT_DURATION_ESTIMATE_S: u64 = saturn_consensus::job::DEFAULT_DURATION_ESTIMATE_S;
+/// Largest `duration_estimate_s` accepted (a year).
+pub const MAX_DURATION_ESTIMATE_S: u64 = 365 * 24 * 3600;
 /// Techniques of a job that does not list its own.
 pub const DEFAULT_TECHNIQUES: &[&str] = &["ddp"];
 /// Most problems listed in one [`JobFileErrors`]; the rest are counted.

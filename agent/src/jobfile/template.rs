@@ -11,7 +11,9 @@ use super::names;
 use super::nested::{grid, profile};
 use super::problem::Problems;
 use super::tree::{Kind, Node};
-use super::{DEFAULT_MAX_RESTARTS, DEFAULT_TECHNIQUES, MAX_GPUS, MAX_RESTARTS};
+use super::{
+    DEFAULT_DURATION_ESTIMATE_S, DEFAULT_MAX_RESTARTS, DEFAULT_TECHNIQUES, MAX_DURATION_ESTIMATE_S, MAX_GPUS, MAX_RESTARTS,
+};
 
 /// Which kind of table a template was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,7 @@ impl TableKind {
             "profile_group",
             "max_restarts",
             "profile",
+            "duration_estimate_s",
         ];
         const SWEEP: &[&str] = &[
             "name",
@@ -45,6 +48,7 @@ impl TableKind {
             "profile_group",
             "max_restarts",
             "profile",
+            "duration_estimate_s",
             "grid",
             "early_stop",
         ];
@@ -87,6 +91,8 @@ pub(crate) struct Template {
     pub gpus: (u32, u32),
     pub max_restarts: u32,
     pub profile: BTreeMap<String, BTreeMap<u32, f64>>,
+    /// Seconds the job is planned to take when it reports no steps.
+    pub duration_estimate_s: u64,
     /// Empty for a `[[job]]`.
     pub grid: Vec<GridVar>,
     /// A sweep's early-stopping rule (never on a `[[job]]`).
@@ -140,6 +146,11 @@ pub(crate) fn read(
         .map_or(Some(i64::from(DEFAULT_MAX_RESTARTS)), |n| {
             r.integer(n, "max_restarts", 0, i64::from(MAX_RESTARTS))
         });
+    let duration_estimate_s = r
+        .optional("duration_estimate_s")
+        .map_or(Some(DEFAULT_DURATION_ESTIMATE_S as i64), |n| {
+            r.integer(n, "duration_estimate_s", 1, MAX_DURATION_ESTIMATE_S as i64)
+        });
     let profile = match (r.optional("profile"), &techniques, gpus) {
         (None, _, _) => Some(BTreeMap::new()),
         (Some(n), Some(techniques), Some(gpus)) => profile(&mut r, n, techniques, gpus),
@@ -182,6 +193,7 @@ pub(crate) fn read(
         gpus: gpus?,
         max_restarts: u32::try_from(max_restarts?).ok()?,
         profile: profile?,
+        duration_estimate_s: u64::try_from(duration_estimate_s?).ok()?,
         grid: grid?,
         early_stop: early_stop?,
     };

@@ -131,8 +131,15 @@ fn resume_step(job: &JobRecord) -> u64 {
 }
 
 /// Every feasible option of `job` on these hosts, with where its step time comes from.
+///
+/// A job whose group reports no steps (see [`Series::no_steps`](super::profiles::Series))
+/// gets one option: its first technique on its largest GPU count that fits the hosts,
+/// lasting its `duration_estimate_s`.
 pub fn job_options(book: &ProfileBook, job: &JobRecord, hosts: &[HostView]) -> Vec<(JobOption, Source)> {
     let sizes = host_sizes_by_model(hosts);
+    if book.series_of(job).any(|s| s.no_steps) {
+        return estimated_option(book, job, &sizes).into_iter().collect();
+    }
     let mut options = Vec::new();
     for series in book.series_of(job).filter(|s| s.pruned_by.is_none()) {
         let Some(model_sizes) = sizes.get(&series.key.model) else { continue };
@@ -143,6 +150,29 @@ pub fn job_options(book: &ProfileBook, job: &JobRecord, hosts: &[HostView]) -> V
         }
     }
     options
+}
+
+/// The one option of a job that reports no steps: the largest GPU count (then the fewest
+/// hosts) of its first technique that fits some GPU model's hosts; the whole remaining
+/// work lasts `duration_estimate_s`.
+fn estimated_option(
+    book: &ProfileBook,
+    job: &JobRecord,
+    sizes: &BTreeMap<String, Vec<u32>>,
+) -> Option<(JobOption, Source)> {
+    let technique = job.spec.techniques.first()?;
+    let (model, shape) = book
+        .series_of(job)
+        .filter(|s| &s.key.technique == technique)
+        .filter_map(|s| {
+            let model_sizes = sizes.get(&s.key.model)?;
+            let best = s.shapes.iter().filter(|shape| fits(**shape, job, model_sizes)).max_by_key(|shape| (shape.total(), std::cmp::Reverse(shape.hosts)))?;
+            Some((s.key.model.clone(), *best))
+        })
+        .max_by_key(|(model, shape)| (shape.total(), std::cmp::Reverse(shape.hosts), std::cmp::Reverse(model.clone())))?;
+    let remaining = job.spec.steps.saturating_sub(resume_step(job)).max(1);
+    let step_time_s = job.spec.duration_estimate_s as f64 / remaining as f64;
+    Some((option(technique, &model, shape, step_time_s), Source::DurationEstimate))
 }
 
 fn fits(shape: Shape, job: &JobRecord, model_sizes: &[u32]) -> bool {

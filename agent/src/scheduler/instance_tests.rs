@@ -126,3 +126,29 @@ fn a_job_running_on_the_minority_model_of_a_mixed_host_is_pinned_there() {
     assert_eq!(running.placement, vec![PlacementEntry { host: "h/OLD".into(), gpus: vec![0, 1] }]);
     planning.instance.validate().expect("the running placement matches an OLD option");
 }
+
+#[test]
+fn a_job_that_reports_no_steps_gets_one_option_lasting_its_duration_estimate() {
+    // Two 4-GPU hosts; a job of ddp/fsdp on 1..=8 GPUs whose first trial ended well
+    // without a single step line.
+    let mut state = cluster(&[("a", 4), ("b", 4)]);
+    let mut silent = spec("silent", "s", &["fsdp", "ddp"], 1, 8);
+    silent.duration_estimate_s = 7200;
+    let id = submit(&mut state, vec![silent]).remove(0);
+    state.apply(&Command::RecordProfile { key: key("s", "fsdp", 1, 1), result: saturn_consensus::ProfileResult::NoSteps });
+
+    let config = SchedulerConfig::default();
+    let hosts = up_hosts(&state);
+    let book = ProfileBook::build(&state, &hosts, state.jobs.values(), &config);
+    assert!(book.series_of(&state.jobs[&id]).all(|s| s.ready() && s.next.is_none()), "no more trials for it");
+    let options = job_options(&book, &state.jobs[&id], &hosts);
+    assert_eq!(options.len(), 1, "{options:?}");
+    let (option, source) = &options[0];
+    assert_eq!((option.technique.as_str(), option.gpus_per_host * option.hosts), ("fsdp", 8), "first technique, largest count");
+    assert_eq!(*source, Source::DurationEstimate);
+    assert!((option.step_time_s * 1_000.0 - 7200.0).abs() < 1e-6, "1000 steps last the estimate: {}", option.step_time_s);
+
+    state.apply(&Command::SetJobPhase { job: id.clone(), phase: JobPhase::Scheduled, at_ms: 0 });
+    let planning = build(&state);
+    assert_eq!(planning.instance.jobs.len(), 1, "the job is planned: {:?}", planning.left_out);
+}

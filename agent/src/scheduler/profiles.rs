@@ -70,6 +70,8 @@ pub enum Source {
     Measured,
     /// Estimated from the scaling curve.
     Fitted,
+    /// The job's `duration_estimate_s` (it reports no steps, so nothing was measured).
+    DurationEstimate,
 }
 
 /// Everything known about one series.
@@ -87,6 +89,10 @@ pub struct Series {
     pub next: Option<Shape>,
     /// The technique that dominates this one, when pruned.
     pub pruned_by: Option<String>,
+    /// A trial of the group ended well without reporting a single step: its script
+    /// ignores the stdout protocol, nothing can be measured, and its jobs are planned
+    /// by their `duration_estimate_s` instead (see `instance::job_options`).
+    pub no_steps: bool,
     replicated: bool,
 }
 
@@ -154,6 +160,12 @@ impl ProfileBook {
         }
         let sizes = host_sizes_by_model(hosts);
         let mut book = ProfileBook::default();
+        let silent: BTreeSet<&str> = state
+            .profiles
+            .iter()
+            .filter(|(_, result)| matches!(result, ProfileResult::NoSteps))
+            .map(|(key, _)| key.profile_group.as_str())
+            .collect();
         for (group, members) in groups {
             let min = members.iter().map(|j| j.spec.gpus_min).min().unwrap_or(1);
             let max = members.iter().map(|j| j.spec.gpus_max).max().unwrap_or(1);
@@ -163,7 +175,12 @@ impl ProfileBook {
                 let shapes = shapes_in_range(model_sizes, min, max);
                 for technique in &techniques {
                     let key = SeriesKey { group: group.into(), technique: technique.to_string(), model: model.clone() };
-                    let series = walk(state, key, shapes.clone(), &members, config);
+                    let mut series = walk(state, key, shapes.clone(), &members, config);
+                    if silent.contains(group) && !series.user_given {
+                        // No trial can measure this group: stop profiling it.
+                        series.no_steps = true;
+                        series.next = None;
+                    }
                     book.series.insert(series.key.clone(), series);
                 }
             }
@@ -231,9 +248,10 @@ fn walk(
         let point = if user_given {
             user.get(&shape.total()).map(|t| Point::Time(*t))
         } else {
-            state.profile(&key.profile_key(shape)).map(|result| match result {
-                ProfileResult::StepTime(t) => Point::Time(*t),
-                ProfileResult::Infeasible { .. } => Point::Infeasible,
+            state.profile(&key.profile_key(shape)).and_then(|result| match result {
+                ProfileResult::StepTime(t) => Some(Point::Time(*t)),
+                ProfileResult::Infeasible { .. } => Some(Point::Infeasible),
+                ProfileResult::NoSteps => None,
             })
         };
         if let Some(point) = point {
@@ -247,7 +265,7 @@ fn walk(
         }
     }
     let next = if user_given { None } else { next_rung(&ladder(&shapes), &points, replicated, config) };
-    Series { key, shapes, points, user_given, next, pruned_by: None, replicated }
+    Series { key, shapes, points, user_given, next, pruned_by: None, no_steps: false, replicated }
 }
 
 fn next_rung(

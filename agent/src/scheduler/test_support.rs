@@ -59,6 +59,7 @@ pub fn spec(name: &str, group: &str, techniques: &[&str], min: u32, max: u32) ->
         max_restarts: 1,
         profile: BTreeMap::new(),
         early_stop: None,
+        duration_estimate_s: 3600,
     }
 }
 

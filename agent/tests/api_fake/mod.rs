@@ -77,6 +77,7 @@ pub fn spec(name: &str) -> JobSpec {
         max_restarts: 0,
         profile: [("ddp".to_string(), [(1u32, 0.5)].into())].into(),
         early_stop: None,
+        duration_estimate_s: 3600,
     }
 }
 

@@ -57,6 +57,7 @@ impl Harness {
             agent_name: "node-test".into(),
             technique: "ddp".into(),
             gpus: vec![0, 2],
+            cuda_ids: BTreeMap::new(),
             gpu_model: "SIM-24GB".into(),
             gpu_memory_mib: None,
             steps: 100,

@@ -73,7 +73,7 @@ async fn call<T>(what: &str, future: impl std::future::Future<Output = Result<T>
 }
 
 fn client(cluster: &LocalCluster, i: usize) -> Result<ApiClient> {
-    ApiClient::new(&cluster.agents[i].api_url(), None)
+    cluster.client(i)
 }
 
 fn pid(cluster: &LocalCluster, i: usize) -> Result<u32> {

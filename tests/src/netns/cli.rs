@@ -56,6 +56,8 @@ impl NetnsCluster {
             .args(["netns", "exec", &agent.netns])
             .arg(&self.saturn)
             .args(["--addr", &format!("http://127.0.0.1:{API_PORT}"), "--json"])
+            .arg("--token-file")
+            .arg(self.token_file(i))
             .args(args)
             .current_dir(self.dir())
             .stdin(Stdio::null())
