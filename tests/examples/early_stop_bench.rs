@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use saturn_agent::cli::client::{encode_query, ApiClient};
+use saturn_agent::cli::client::encode_query;
 use saturn_agent::cli::job::wait_for;
 use saturn_agent::local_cluster::{sibling_bin_dir, ClusterOptions, LocalCluster};
 use saturn_agent::synth_job::{synthetic_step_time, SynthModel};
@@ -164,7 +164,7 @@ profile = {{ ddp = {{ {times} }} }}
 }
 
 async fn run(cluster: &LocalCluster, sweep: String) -> Result<Vec<JobView>> {
-    let client = ApiClient::new(&cluster.agents[0].api_url(), None)?;
+    let client = cluster.client(0)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let status = client.get_json::<StatusView>("/v1/status").await;
