@@ -6,6 +6,8 @@
 //!   and the job itself verified the bytes it resumed from.
 //! - With `--checkpoint-replicas 0`, the same loss resumes from step 0 and the job's
 //!   events say why.
+//! - Introspection moving a running job to another host (a better placement freed up):
+//!   its next attempt starts from the checkpoint it wrote on the first host.
 
 use std::time::{Duration, Instant};
 
@@ -138,6 +140,80 @@ async fn agents_on_one_shared_root_move_no_bytes_and_another_directory_is_refuse
         .await?;
         let tail = harness.cluster.log_tail(i, 4000);
         ensure!(tail.contains("not the cluster's shared checkpoint storage"), "no clear refusal:\n{tail}");
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(err) = outcome {
+        panic!("{err:#}\n{}", harness.logs());
+    }
+}
+
+/// Two agents of different GPU models, so no gang spans them: `x` has 2 GPUs, `y` one.
+/// A 2-GPU job `k` declared to take 150 s (it really takes a few seconds) holds `x`; `j`
+/// (1 or 2 GPUs, declared 0.5 s a step on one GPU and 0.01 s on two) starts on `y`, since
+/// waiting for `x` looks worse. When `k` ends early, moving `j` to `x`'s two GPUs saves
+/// far more than the switch cost: introspection preempts it, and its next attempt on `x`
+/// must start from the checkpoint it wrote on `y`, verified by the job itself.
+fn move_pair(saturn: &std::path::Path) -> String {
+    let synth = |base_ms: u32, every: u64| {
+        format!(
+            r#"["{}", "synth-job", "--model-gb", "1", "--base-step-ms", "{base_ms}", "--compute-fraction", "0.8", "--checkpoint-every", "{every}", "--checkpoint-bytes", "{CHECKPOINT_BYTES}"]"#,
+            saturn.display()
+        )
+    };
+    format!(
+        r#"
+[[job]]
+name = "k"
+command = {k}
+steps = 200
+techniques = ["ddp"]
+gpus = [2, 2]
+profile = {{ ddp = {{ 2 = 0.75 }} }}
+
+[[job]]
+name = "j"
+command = {j}
+steps = 200
+techniques = ["ddp"]
+gpus = [1, 2]
+profile = {{ ddp = {{ 1 = 0.5, 2 = 0.01 }} }}
+"#,
+        k = synth(30, 1000),
+        j = synth(100, 10),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_moving_a_job_to_another_host_carries_its_checkpoint() {
+    let setup = Setup { bootstrap_expect: 2, ..Setup::new(2) };
+    let mut harness = Harness::prepare(&setup, &[]).expect("agents prepared");
+    for (i, gpus) in ["sim:2xSIM-24GB", "sim:1xOLD-24GB"].into_iter().enumerate() {
+        let args = &mut harness.cluster.agents[i].args;
+        let at = args.iter().position(|a| a == "--gpus").expect("the flag") + 1;
+        args[at] = gpus.to_string();
+        harness.cluster.spawn(i).expect("agent starts");
+    }
+    let outcome = async {
+        let (x, y) = (harness.cluster.agents[0].name.clone(), harness.cluster.agents[1].name.clone());
+        harness.wait_formed(0, 2, Duration::from_secs(40)).await?;
+        let ids: Vec<String> = harness.submit(0, &move_pair(&harness.saturn)).await?.jobs.into_iter().map(|j| j.id).collect();
+        let jobs = harness.wait_jobs_ended(0, &ids, Duration::from_secs(150)).await?;
+        for job in &jobs {
+            ensure!(job.state == "completed", "{} ended {} ({:?}); events {:?}", job.name, job.state, job.error, job.events);
+        }
+        let j = jobs.iter().find(|job| job.name == "j").context("job j")?;
+        let segments = exclusive_segments(&harness.records)?;
+        let mut runs: Vec<_> = segments.iter().filter(|s| s.job == j.id && !s.profile).collect();
+        runs.sort_by_key(|s| s.start_ms);
+        let first = runs.first().context("j never ran")?;
+        ensure!(first.agent == y && first.start_step == 0, "j should start on {y}, the only free GPU: {runs:?}");
+        let moved = runs.iter().find(|s| s.agent == x).with_context(|| format!("j was never moved to {x}: {runs:?}"))?;
+        ensure!(moved.start_step > 0, "j restarted from step 0 on {x}, its checkpoint did not follow it: {runs:?}");
+        ensure!(j.restarts == 0, "a move is not a failure: {} restarts", j.restarts);
+        let log = harness.client(0).get_text(&format!("/v1/jobs/{}/logs?tail=100000", encode_query(&j.id))).await?;
+        let verified = format!("resuming from the checkpoint at step {} ({CHECKPOINT_BYTES} bytes verified)", moved.start_step);
+        ensure!(log.contains(&verified), "j did not verify the checkpoint it resumed from on {x}; log:\n{log}");
         Ok::<_, anyhow::Error>(())
     }
     .await;
