@@ -86,15 +86,18 @@ async fn measure(size_mb: u64, rate: u64) -> Result<String> {
         poll(&client, &id, Duration::from_secs(600), move |job| job.checkpoint.as_ref().is_some_and(|c| c.step == step && c.copies.len() >= 2)),
     );
     let replication = t0.elapsed();
-    let replicated = replicated?;
-    let host = replicated.placement.first().map(|p| p.host.clone()).context("the job's host")?;
+    replicated?;
 
-    // Failover while a copy moves: wait for the next checkpoint's record, kill the
-    // leader (unless it writes the checkpoint), time a new leader.
-    let failover_idle = failover(&mut harness, None).await?;
+    // Failover while a copy moves: wait for the next checkpoint's record (its copy then
+    // starts), kill the leader, time a new leader. The leader may be the copy's writer or
+    // receiver: it is killed all the same, with the copy's traffic on it.
+    let failover_idle = failover(&mut harness).await?;
     let next = step + every;
-    poll(&harness.client(0), &id, Duration::from_secs(600), move |job| job.checkpoint.as_ref().is_some_and(|c| c.step >= next)).await.ok();
-    let failover_during = failover(&mut harness, Some(&host)).await?;
+    let writer = poll(&harness.client(0), &id, Duration::from_secs(600), move |job| job.checkpoint.as_ref().is_some_and(|c| c.step >= next)).await?;
+    let writer = writer.placement.first().map(|p| p.host.clone()).unwrap_or_default();
+    let leader = harness.cluster.agents[harness.leader_index(0).await?].name.clone();
+    eprintln!("{size_mb} MB: killing the leader {leader} while the copy moves (writer {writer})");
+    let failover_during = failover(&mut harness).await?;
 
     // Resume delay: the job's host is killed right after a replicated checkpoint.
     let survivor_client = {
@@ -168,14 +171,10 @@ async fn one_commit(client: &ApiClient, probe: &str) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Kills the leader (unless it is `spare`), times a survivor seeing a new one, restarts it.
-async fn failover(harness: &mut Harness, spare: Option<&str>) -> Result<Duration> {
+/// Kills the leader, times a survivor seeing a new one, restarts it.
+async fn failover(harness: &mut Harness) -> Result<Duration> {
     let leader = harness.leader_index(0).await?;
     let name = harness.cluster.agents[leader].name.clone();
-    if spare == Some(name.as_str()) {
-        // The leader is the checkpoint's writer; killing it measures resume, not failover.
-        return Ok(Duration::ZERO);
-    }
     let survivor = (leader + 1) % 3;
     let down = Instant::now();
     harness.cluster.kill(leader)?;
