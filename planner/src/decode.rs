@@ -22,6 +22,8 @@ pub(crate) struct Cost {
     /// Sum of all end times: a tie-breaker that rewards finishing work early, which gives
     /// the search a slope on the plateaus where the makespan does not move.
     pub sum_end: f64,
+    /// Sum over jobs of how far each ends past [`Decoder::target`].
+    pub overshoot: f64,
 }
 
 /// Free time of every GPU, per host sorted ascending.
@@ -33,6 +35,8 @@ struct State {
     gpu: Vec<u32>,
     makespan: f64,
     sum_end: f64,
+    /// Sum over jobs of how far they end past `Decoder::target`.
+    overshoot: f64,
 }
 
 /// Reusable decoder for one problem; holds the snapshots of the last committed decode.
@@ -49,13 +53,19 @@ pub(crate) struct Decoder<'p> {
     candidates: Vec<(f64, u32, u32)>,
     /// Weight of the mean end time in [`Decoder::score`].
     pub tie_weight: f64,
+    /// A makespan to reach: when finite, [`Decoder::score`] is the jobs' total overshoot
+    /// past it instead of the makespan (see `search.rs`, `cycle_target`).
+    pub target: f64,
+    /// Jobs placed so far, over every decode and evaluation: the search's unit of work.
+    pub placements: u64,
 }
 
 impl<'p> Decoder<'p> {
     /// A decoder with empty state.
     pub fn new(problem: &'p Problem) -> Self {
         let n = problem.gpu_count();
-        let state = State { free: vec![0.0; n], gpu: (0..n as u32).collect(), makespan: 0.0, sum_end: 0.0 };
+        let state =
+            State { free: vec![0.0; n], gpu: (0..n as u32).collect(), makespan: 0.0, sum_end: 0.0, overshoot: 0.0 };
         Decoder {
             problem,
             state,
@@ -65,11 +75,23 @@ impl<'p> Decoder<'p> {
             ends: vec![0.0; problem.jobs.len()],
             candidates: Vec::new(),
             tie_weight: 0.01,
+            target: f64::INFINITY,
+            placements: 0,
         }
     }
 
     /// The scalar the search minimises.
     pub fn score(&self, cost: Cost) -> f64 {
+        let jobs = self.problem.jobs.len().max(1) as f64;
+        if self.target.is_finite() {
+            cost.overshoot + self.tie_weight * cost.sum_end / jobs
+        } else {
+            self.makespan_score(cost)
+        }
+    }
+
+    /// [`Decoder::score`] without a target: the makespan, ties broken by the mean end time.
+    pub fn makespan_score(&self, cost: Cost) -> f64 {
         let jobs = self.problem.jobs.len().max(1) as f64;
         cost.makespan + self.tie_weight * cost.sum_end / jobs
     }
@@ -142,7 +164,9 @@ impl<'p> Decoder<'p> {
         self.pending.resize(self.snapshots.len(), self.state.clone());
         self.pending_from = begin / BLOCK;
         for (pos, &job) in order.iter().enumerate().skip(begin) {
-            if pos % BLOCK == 0 {
+            // An order one longer than the committed one (a reinsertion) may reach a block
+            // without a snapshot: the next evaluation then starts from an earlier one.
+            if pos % BLOCK == 0 && pos / BLOCK < self.pending.len() {
                 self.pending[pos / BLOCK].clone_from(&self.state);
             }
             self.place(job, modes, None);
@@ -167,7 +191,7 @@ impl<'p> Decoder<'p> {
     }
 
     fn cost(&self) -> Cost {
-        Cost { makespan: self.state.makespan, sum_end: self.state.sum_end }
+        Cost { makespan: self.state.makespan, sum_end: self.state.sum_end, overshoot: self.state.overshoot }
     }
 
     /// Empty GPUs, then the running jobs that stay where they are.
@@ -179,6 +203,7 @@ impl<'p> Decoder<'p> {
         }
         s.makespan = 0.0;
         s.sum_end = 0.0;
+        s.overshoot = 0.0;
         for (job, info) in self.problem.jobs.iter().enumerate() {
             let mode = &info.modes[modes[job] as usize];
             if let Some(fixed) = &mode.fixed {
@@ -188,6 +213,7 @@ impl<'p> Decoder<'p> {
                 }
                 s.makespan = s.makespan.max(end);
                 s.sum_end += end;
+                s.overshoot += (end - self.target).max(0.0);
                 self.ends[job] = end;
             }
         }
@@ -214,6 +240,7 @@ impl<'p> Decoder<'p> {
         if mode.fixed.is_some() {
             return;
         }
+        self.placements += 1;
         let start = self.find_hosts(mode, info.release);
         let end = start + mode.runtime;
         let p = mode.per_host as usize;
@@ -241,6 +268,7 @@ impl<'p> Decoder<'p> {
         self.ends[job as usize] = end;
         self.state.makespan = self.state.makespan.max(end);
         self.state.sum_end += end;
+        self.state.overshoot += (end - self.target).max(0.0);
     }
 
     /// Earliest start for the mode; leaves the chosen hosts in `candidates[..mode.hosts]`.

@@ -24,6 +24,7 @@ pub mod instance;
 mod parse;
 pub mod plan;
 mod problem;
+mod recreate;
 mod search;
 mod simulate;
 mod solve;

@@ -98,3 +98,33 @@ fn a_twelve_job_lab_of_three_gpu_models_gets_its_optimal_plan() {
         assert!(plan.makespan_s <= optimum * 1.01, "seed {seed}: {} is over 1% above the optimum {optimum}", plan.makespan_s);
     }
 }
+
+#[test]
+fn a_lab_stuck_on_one_long_job_gets_within_three_percent_of_the_best_known() {
+    // 36 jobs of Gavel's measured types on one K80, two P100 and one V100 host of 4 GPUs
+    // (planner/bench/hetero.py, het-36j-16g); 11,974 s is the best plan known. Half the
+    // searches used to stop at 12,379 s (1.034x), a plan whose makespan is one job's
+    // 1-GPU runtime: shortening it means giving that job more GPUs and repacking the rest.
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gavel-3models-36j-16g.json"))
+        .unwrap();
+    let instance = parse_instance(&text).unwrap();
+    let best_known = 11_974.2;
+    for seed in 0..3 {
+        let options = SolveOptions {
+            time_limit: Duration::from_secs(600),
+            seed,
+            max_iterations: Some(ITERATIONS_36J),
+            ..SolveOptions::default()
+        };
+        let report = solve_traced(&instance, &options).unwrap();
+        validate_plan(&instance, &report.plan).unwrap();
+        let ratio = report.plan.makespan_s / best_known;
+        assert!(ratio <= 1.03, "seed {seed}: {:.0} s is {ratio:.4}x the best known", report.plan.makespan_s);
+        let large = report.moves.iter().find(|m| m.name == "ruin-recreate").unwrap();
+        assert!(large.tried > 0 && large.accepted > 0, "seed {seed}: the large move never ran: {large:?}");
+    }
+}
+
+/// About the 2 s search of `hetero_bench` in a release build (all of seeds 0-7 end within
+/// 1.6% of the best known).
+const ITERATIONS_36J: u64 = 650_000;
