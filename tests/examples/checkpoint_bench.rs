@@ -101,7 +101,7 @@ async fn measure(size_mb: u64, rate: u64) -> Result<String> {
 
     // Resume delay: the job's host is killed right after a replicated checkpoint.
     let survivor_client = {
-        let i = (0..3).find(|i| harness.cluster.agents[*i].name != host && harness.cluster.agents[*i].pid().is_some()).context("a survivor")?;
+        let i = (0..3).find(|i| harness.cluster.agents[*i].name != writer && harness.cluster.agents[*i].pid().is_some()).context("a survivor")?;
         harness.client(i)
     };
     let newest = poll(&survivor_client, &id, Duration::from_secs(600), |job| {
