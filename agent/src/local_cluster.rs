@@ -271,23 +271,11 @@ impl LocalCluster {
     }
 }
 
-/// Writes a fresh random token to `path` (owner only) and returns it; an existing file
-/// (a cluster restarted on the same directory) is kept.
+/// The cluster's token at `path`: made there as an agent makes its own (owner only) or,
+/// for a cluster restarted on the same directory, the one already there.
 fn write_token(path: &Path) -> Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return Ok(text.trim().to_string());
-    }
-    let token: String = rand::random::<[u8; 24]>().iter().map(|b| format!("{b:02x}")).collect();
-    let mut file = File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(token)
+    let token = crate::config::secrets::read_or_generate_token(path, true)?;
+    Ok(token.expose().to_string())
 }
 
 fn tail_of(path: &Path, bytes: usize) -> String {

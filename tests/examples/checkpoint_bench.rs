@@ -95,8 +95,7 @@ async fn measure(size_mb: u64, rate: u64) -> Result<String> {
     let next = step + every;
     let writer = poll(&harness.client(0), &id, Duration::from_secs(600), move |job| job.checkpoint.as_ref().is_some_and(|c| c.step >= next)).await?;
     let writer = writer.placement.first().map(|p| p.host.clone()).unwrap_or_default();
-    let leader = harness.cluster.agents[harness.leader_index(0).await?].name.clone();
-    eprintln!("{size_mb} MB: killing the leader {leader} while the copy moves (writer {writer})");
+    eprintln!("{size_mb} MB: step {next}'s copy moves (writer {writer})");
     let failover_during = failover(&mut harness).await?;
 
     // Resume delay: the job's host is killed right after a replicated checkpoint.
@@ -175,6 +174,7 @@ async fn one_commit(client: &ApiClient, probe: &str) -> f64 {
 async fn failover(harness: &mut Harness) -> Result<Duration> {
     let leader = harness.leader_index(0).await?;
     let name = harness.cluster.agents[leader].name.clone();
+    eprintln!("killing the leader {name}");
     let survivor = (leader + 1) % 3;
     let down = Instant::now();
     harness.cluster.kill(leader)?;

@@ -203,21 +203,27 @@ async fn run(cluster: &LocalCluster, sweep: String) -> Result<Vec<JobView>> {
     Ok(jobs.jobs)
 }
 
+type Timestamp = chrono::DateTime<chrono::FixedOffset>;
+
+fn timestamp(text: &Option<String>) -> Option<Timestamp> {
+    text.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+}
+
+/// Seconds from the first submission to `end`.
+fn since_submission(jobs: &[JobView], end: Timestamp) -> Option<f64> {
+    let submitted = jobs.iter().filter_map(|j| timestamp(&j.submitted_at)).min()?;
+    Some((end - submitted).num_milliseconds() as f64 / 1000.0)
+}
+
 fn makespan(jobs: &[JobView]) -> Option<f64> {
-    let parse = |t: &Option<String>| t.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-    let submitted = jobs.iter().filter_map(|j| parse(&j.submitted_at)).min()?;
-    let finished = jobs.iter().filter_map(|j| parse(&j.finished_at)).max()?;
-    Some((finished - submitted).num_milliseconds() as f64 / 1000.0)
+    since_submission(jobs, jobs.iter().filter_map(|j| timestamp(&j.finished_at)).max()?)
 }
 
 /// Seconds from the first submission until the completed job with the lowest final loss
 /// finished.
 fn winner_done(jobs: &[JobView]) -> Option<f64> {
-    let parse = |t: &Option<String>| t.as_deref().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-    let submitted = jobs.iter().filter_map(|j| parse(&j.submitted_at)).min()?;
     let (name, _) = winner(jobs)?;
-    let done = jobs.iter().find(|j| j.name == name).and_then(|j| parse(&j.finished_at))?;
-    Some((done - submitted).num_milliseconds() as f64 / 1000.0)
+    since_submission(jobs, jobs.iter().find(|j| j.name == name).and_then(|j| timestamp(&j.finished_at))?)
 }
 
 /// The completed job with the lowest final loss.

@@ -43,18 +43,14 @@ impl Drop for Advert {
 
 /// Writes the pointer from the API's `port` to `token_file` (made absolute).
 pub fn advertise(dir: &Path, port: u16, token_file: &Path) -> std::io::Result<Advert> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     // An existing directory keeps its mode: make sure it is private before writing.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let absolute = std::path::absolute(token_file)?;
     let path = pointer_path(dir, port);
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    file.write_all(absolute.as_os_str().as_encoded_bytes())?;
-    std::fs::rename(&tmp, &path)?;
+    crate::mesh::identity::write_private_file(&path, absolute.as_os_str().as_encoded_bytes(), "API token pointer")
+        .map_err(std::io::Error::other)?;
     Ok(Advert { path })
 }
 

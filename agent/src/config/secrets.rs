@@ -38,6 +38,16 @@ pub fn check_private(path: &Path, flag: &'static str) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// Reads a secret file after [`check_private`].
+fn read_private(path: &Path, flag: &'static str) -> Result<String, ConfigError> {
+    check_private(path, flag)?;
+    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
+        flag,
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Checks a token's text: one word of at least [`MIN_TOKEN_BYTES`] bytes.
 pub fn parse_token(path: &Path, text: &str) -> Result<Secret, ConfigError> {
     let bad = |reason: String| ConfigError::BadSecret {
@@ -67,10 +77,7 @@ pub fn parse_token(path: &Path, text: &str) -> Result<Secret, ConfigError> {
 /// fresh random token there first, readable by the owner only.
 pub fn read_or_generate_token(path: &Path, generate: bool) -> Result<Secret, ConfigError> {
     if generate && !path.exists() {
-        let token: String = rand::random::<[u8; 32]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let token = hex::encode(rand::random::<[u8; 32]>());
         crate::mesh::identity::write_private_file(path, format!("{token}\n").as_bytes(), "API token file")
             .map_err(|err| ConfigError::BadSecret {
                 flag: TOKEN_FLAG,
@@ -78,24 +85,13 @@ pub fn read_or_generate_token(path: &Path, generate: bool) -> Result<Secret, Con
                 reason: format!("cannot write a new token: {err}"),
             })?;
     }
-    check_private(path, TOKEN_FLAG)?;
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
-        flag: TOKEN_FLAG,
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_token(path, &text)
+    parse_token(path, &read_private(path, TOKEN_FLAG)?)
 }
 
 /// Reads and parses the cluster key file.
 pub fn read_cluster_key(path: &Path) -> Result<PreSharedKey, ConfigError> {
-    check_private(path, KEY_FLAG)?;
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadSecret {
-        flag: KEY_FLAG,
-        path: path.to_owned(),
-        source,
-    })?;
-    text.parse::<PreSharedKey>()
+    read_private(path, KEY_FLAG)?
+        .parse::<PreSharedKey>()
         .map_err(|err| ConfigError::BadSecret {
             flag: KEY_FLAG,
             path: path.to_owned(),
