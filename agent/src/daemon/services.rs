@@ -150,8 +150,21 @@ impl AgentServices for Services {
             counter: true,
         });
         metrics.extend(checkpoint_metrics(&self.checkpoint_stats));
+        metrics.extend(mesh_metrics(self.mesh.stats()));
         metrics
     }
+}
+
+/// The mesh's links and what it dropped or refused.
+fn mesh_metrics(stats: crate::mesh::MeshStats) -> Vec<ExtraMetric> {
+    let metric = |name: &str, help: &str, value: u64, counter: bool| ExtraMetric { name: name.into(), help: help.into(), value: value as f64, counter };
+    vec![
+        metric("mesh_links", "Peers this agent is connected to now (bounded for an agent that does not vote).", stats.links, false),
+        metric("mesh_gossip_rejected", "Gossip messages rejected as malformed or forged.", stats.gossip_rejected, true),
+        metric("mesh_gossip_events_dropped", "Gossip not delivered because the daemon was behind.", stats.gossip_events_dropped, true),
+        metric("mesh_events_dropped", "Requests and peer news dropped because the daemon was far behind.", stats.events_dropped, true),
+        metric("mesh_bad_requests", "Request streams that carried oversized or malformed frames.", stats.bad_requests, true),
+    ]
 }
 
 /// Checkpoint replication samples: bytes moved (rate() of them is the replication

@@ -32,6 +32,9 @@ pub(crate) enum Command {
     SubscribeSoft {
         subscribed: bool,
     },
+    Links {
+        policy: Option<super::LinkPolicy>,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), MeshError>>,
@@ -58,6 +61,8 @@ pub(crate) struct Counters {
     pub(crate) events_dropped: AtomicU64,
     pub(crate) gossip_rejected: AtomicU64,
     pub(crate) bad_requests: AtomicU64,
+    /// Peers connected now (a gauge, set by the swarm task).
+    pub(crate) links: AtomicU64,
 }
 
 impl Counters {
@@ -79,6 +84,9 @@ pub struct MeshStats {
     /// Request-response streams that carried oversized or malformed frames (the peer is
     /// disconnected).
     pub bad_requests: u64,
+    /// Peers this agent is linked to now (bounded for an agent that does not vote; see
+    /// [`super::links`]).
+    pub links: u64,
 }
 
 /// Handle to a running mesh; cheap to clone. When the last handle is dropped the swarm
@@ -158,6 +166,16 @@ impl MeshHandle {
             .map_err(|_| MeshError::Shutdown)
     }
 
+    /// Bounds this agent's links (see [`super::links`]): with a policy, the swarm keeps
+    /// links to its peers, its gossip mesh and recently used peers, up to the discovery
+    /// bound in all, and closes the rest; with `None` it keeps every link.
+    pub async fn bound_links(&self, policy: Option<super::LinkPolicy>) -> Result<(), MeshError> {
+        self.commands
+            .send(Command::Links { policy })
+            .await
+            .map_err(|_| MeshError::Shutdown)
+    }
+
     /// Dials an address (with or without `/p2p/<peer id>`).
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), MeshError> {
         self.ask(|reply| Command::Dial { addr, reply }).await?
@@ -189,6 +207,7 @@ impl MeshHandle {
             events_dropped: read(&self.counters.events_dropped),
             gossip_rejected: read(&self.counters.gossip_rejected),
             bad_requests: read(&self.counters.bad_requests),
+            links: read(&self.counters.links),
         }
     }
 

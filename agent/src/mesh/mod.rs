@@ -12,6 +12,7 @@
 //! - [`gossip`]: the soft state gossiped on `saturn/v1/soft` ([`Gossip`]).
 //! - [`event`]: what the daemon receives ([`MeshEvent`], [`InboundRequest`]).
 //! - [`handle`]: what the daemon calls ([`MeshHandle`]).
+//! - [`links`]: which connections an agent keeps ([`LinkPolicy`]).
 //! - `swarm_loop`, `swarm_events`: the task that owns the swarm.
 //!
 //! ```no_run
@@ -39,6 +40,7 @@ pub mod event;
 pub mod gossip;
 pub mod handle;
 pub mod identity;
+pub mod links;
 mod swarm_events;
 mod swarm_loop;
 pub mod transport;
@@ -61,6 +63,7 @@ pub use event::{InboundRequest, MeshEvent, PeerInfo, Responder};
 pub use gossip::{Gossip, GpuLoad, Heartbeat, ProfileNews, Topic, GOSSIP_TOPIC, MAX_GOSSIP_BYTES, VOTERS_TOPIC};
 pub use handle::{MeshHandle, MeshStats};
 pub use identity::load_or_create_keypair;
+pub use links::LinkPolicy;
 pub use libp2p::{Multiaddr, PeerId};
 
 use behaviour::MeshBehaviour;
@@ -103,6 +106,7 @@ pub async fn spawn(
         rejoin_interval: config.rejoin_interval,
         max_discovery_links: config.max_discovery_links,
         counters: counters.clone(),
+        links: links::Links::default(),
     };
     for addr in &config.join {
         // A join address that is down now is retried while we are alone.

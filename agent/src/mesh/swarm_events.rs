@@ -27,6 +27,7 @@ impl SwarmLoop {
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peers.entry(peer_id).or_default();
+                self.count_links();
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -35,6 +36,7 @@ impl SwarmLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, ?cause, "disconnected");
+                self.count_links();
                 if self.peers.remove(&peer_id).is_some() {
                     self.deliver(MeshEvent::PeerDisconnected { peer: peer_id });
                 }
@@ -121,7 +123,7 @@ impl SwarmLoop {
         }
         state.name = Some(name.clone());
         state.addrs = info.listen_addrs.clone();
-        if first_time {
+        if first_time && self.explores() {
             // A new member: look for the peers it knows (and let them find us).
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
@@ -197,6 +199,11 @@ impl SwarmLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+
+    fn count_links(&self) {
+        let links = self.swarm.connected_peers().count() as u64;
+        self.counters.links.store(links, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A peer sent an oversized or undecodable frame: it is broken or hostile, and none of

@@ -58,6 +58,7 @@ pub(super) struct SwarmLoop {
     pub(super) rejoin_interval: Duration,
     pub(super) max_discovery_links: usize,
     pub(super) counters: Arc<Counters>,
+    pub(super) links: super::links::Links,
 }
 
 impl SwarmLoop {
@@ -65,6 +66,8 @@ impl SwarmLoop {
     pub(super) async fn run(mut self) {
         let mut rejoin = tokio::time::interval(self.rejoin_interval);
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut trim = tokio::time::interval(super::links::TRIM_EVERY);
+        trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let done = loop {
             // An owned permit does not borrow `self`, which the other branches need whole.
             let events = self.events.clone();
@@ -89,6 +92,7 @@ impl SwarmLoop {
                     Err(_) => self.pending_events.clear(),
                 },
                 _ = rejoin.tick() => self.rejoin_if_alone(),
+                _ = trim.tick() => self.tend_links(),
             }
         };
         tracing::debug!("mesh stopping");
@@ -111,6 +115,7 @@ impl SwarmLoop {
                     .rpc
                     .send_request(&peer, WireRequest::Valid(request));
                 self.outbound.insert(id, reply);
+                self.links.used(peer);
             }
             Command::Publish { topic, gossip, reply } => {
                 let _ = reply.send(self.publish(topic, &gossip));
@@ -126,6 +131,7 @@ impl SwarmLoop {
                     gossipsub.unsubscribe(&topic);
                 }
             }
+            Command::Links { policy } => self.set_link_policy(policy),
             Command::Dial { addr, reply } => {
                 let _ = reply.send(self.dial_addr(addr));
             }
@@ -263,6 +269,7 @@ impl SwarmLoop {
         request: super::codec::MeshRequest,
         channel: ResponseChannel<MeshResponse>,
     ) {
+        self.links.used(peer);
         let (reply, answer) = oneshot::channel();
         let timeout = self.request_timeout;
         self.replies.push(

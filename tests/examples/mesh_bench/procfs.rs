@@ -34,3 +34,13 @@ pub fn io_counts(pid: u32) -> Result<(u64, u64)> {
     };
     Ok((field("rchar")? + field("wchar")?, field("syscr")? + field("syscw")?))
 }
+
+/// How many sockets a process holds open (`/proc/PID/fd` links to `socket:[…]`): on an
+/// idle agent, its listeners plus one per mesh connection.
+pub fn sockets(pid: u32) -> Result<usize> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("reading /proc/{pid}/fd"))?;
+    Ok(dir
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count())
+}

@@ -17,7 +17,7 @@
 //! SATURN_SCALE_AGENTS=5,10 SATURN_SCALE_SIM=100,500 cargo run --release -p saturn-tests --example scale_bench
 //! ```
 //! Knobs: `SATURN_SCALE_AGENTS`, `SATURN_SCALE_SIM` (empty: skip), `SATURN_SCALE_IDLE_S` (10),
-//! `SATURN_SCALE_SUBMITS` (30), `SATURN_SCALE_MODES` (`flat,everyone`), `SATURN_SCALE_FORM_S`
+//! `SATURN_SCALE_SUBMITS` (30), `SATURN_SCALE_SETTLE_S` (20: idle time before the window), `SATURN_SCALE_MODES` (`flat,everyone`), `SATURN_SCALE_FORM_S`
 //! (600: how long every agent may take to become a member). Every agent is
 //! stopped on exit.
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use saturn_consensus::membership::voter_target;
 use saturn_tests::{eventually, Harness, Setup};
 
-use crate::procfs::{cpu_ticks, io_counts, USER_HZ};
+use crate::procfs::{cpu_ticks, io_counts, sockets, USER_HZ};
 use crate::report::{ms, Stats, Table};
 
 /// Runs every size in every mode and returns the table.
@@ -26,6 +26,7 @@ pub async fn run(sizes: &[usize], modes: &[String], idle: Duration, form: Durati
             "leader CPU %",
             "agent KB/s (median)",
             "agent syscalls/s (median)",
+            "agent sockets (median / max)",
             "leader KB/s",
             "join → learner s",
             "→ promoted s",
@@ -51,6 +52,11 @@ pub async fn run(sizes: &[usize], modes: &[String], idle: Duration, form: Durati
         }
     }
     Ok(table)
+}
+
+/// `SATURN_SCALE_SETTLE_S` (20): how long the full mesh idles before the window.
+fn settle() -> Duration {
+    Duration::from_secs(std::env::var("SATURN_SCALE_SETTLE_S").ok().and_then(|v| v.parse().ok()).unwrap_or(20))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -89,8 +95,9 @@ async fn one(n: usize, everyone: bool, idle: Duration, form: Duration, submits: 
     })
     .await?;
     let promoted = joined_at.elapsed();
-    // Let the learners catch up and the membership rounds settle before sampling.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Let the learners catch up, the membership rounds and the links settle (a learner
+    // closes the links it does not need every 10 s) before sampling.
+    tokio::time::sleep(settle()).await;
     let leader_name = h.status(0).await?.leader.context("no leader")?;
     let leader = h.cluster.agents.iter().position(|a| a.name == leader_name).context("leader is not ours")?;
     let pids: Vec<u32> = h.cluster.agents.iter().map(|a| a.pid().context("agent not running")).collect::<Result<_>>()?;
@@ -108,6 +115,7 @@ async fn one(n: usize, everyone: bool, idle: Duration, form: Duration, submits: 
         kbs.push((bytes - io0[i].0) as f64 / 1024.0 / secs);
         calls.push((syscalls - io0[i].1) as f64 / secs);
     }
+    let links: Vec<f64> = pids.iter().map(|p| sockets(*p).map(|n| n as f64)).collect::<Result<_>>()?;
     let others = |v: &[f64]| v.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, x)| *x).collect::<Vec<f64>>();
     let total: f64 = cpu.iter().sum();
     // Submissions through the last agent (a learner once n > 5), one job each, sequential.
@@ -126,6 +134,7 @@ async fn one(n: usize, everyone: bool, idle: Duration, form: Duration, submits: 
         format!("{:.2}", cpu[leader]),
         format!("{:.1}", median(others(&kbs))),
         format!("{:.0}", median(others(&calls))),
+        format!("{:.0} / {:.0}", median(others(&links)), others(&links).into_iter().fold(0.0, f64::max)),
         format!("{:.1}", kbs[leader]),
         format!("{:.1}", learner.as_secs_f64()),
         format!("{:.1}", promoted.as_secs_f64()),
