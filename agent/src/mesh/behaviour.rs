@@ -98,15 +98,6 @@ fn kad_config() -> kad::Config {
 fn gossipsub(keypair: &Keypair) -> Result<gossipsub::Behaviour, MeshError> {
     let config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(500))
-        // A small mesh: an agent publishes its own messages to every linked subscriber
-        // (flood publish, the default), and a voter is linked to every agent, so the mesh
-        // only backs that up; each extra mesh peer is one more copy of every heartbeat to
-        // receive and verify (measured: ~5 copies per heartbeat with the default 6).
-        .mesh_n(3)
-        .mesh_n_low(2)
-        .mesh_n_high(5)
-        .mesh_outbound_min(1)
-        .gossip_lazy(3)
         .max_transmit_size(MAX_GOSSIP_BYTES)
         .validation_mode(ValidationMode::Strict)
         // Every message is decoded by the swarm loop before it is forwarded.
