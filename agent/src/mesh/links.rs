@@ -7,7 +7,9 @@
 //!
 //! - the peers the daemon names (the voters and the leader: Raft and heartbeats), dialled
 //!   when not connected;
-//! - its gossipsub mesh peers (a handful per topic, whatever the mesh size);
+//! - up to [`MESH_KEPT`] of its gossipsub mesh peers (gossipsub's target mesh degree:
+//!   it grafts up to 12 while links last; a link closed under it is dropped from the
+//!   mesh without a PRUNE, so no backoff and no penalty follow);
 //! - peers it exchanged a request with in the last [`RECENTLY_USED`] (logs, checkpoint
 //!   copies, forwarded proposals);
 //! - and up to `max_discovery_links` others in all, the most recently used first;
@@ -25,6 +27,9 @@ use super::swarm_loop::SwarmLoop;
 
 /// How often a bounded agent closes the links it does not need.
 pub(super) const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Gossip mesh peers kept (beyond the kept peers): gossipsub's target degree `mesh_n`.
+pub(super) const MESH_KEPT: usize = 6;
 
 /// A link that carried a request this recently is kept.
 pub(super) const RECENTLY_USED: Duration = Duration::from_secs(30);
@@ -102,7 +107,8 @@ impl SwarmLoop {
             }
         }
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.all_mesh_peers().copied().collect();
+        let mesh: HashSet<PeerId> =
+            self.swarm.behaviour().gossipsub.all_mesh_peers().filter(|p| !keep.contains(p)).take(MESH_KEPT).copied().collect();
         let now = Instant::now();
         self.links.last_used.retain(|_, at| now.duration_since(*at) < RECENTLY_USED);
         for peer in surplus(&connected, &keep, &mesh, &self.links.last_used, self.max_discovery_links, now) {
