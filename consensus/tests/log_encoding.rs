@@ -231,3 +231,65 @@ fn write_fixtures() {
     write("state.json", serde_json::to_vec_pretty(&state).expect("state JSON"));
     write("results.json", serde_json::to_vec_pretty(&results).expect("results JSON"));
 }
+
+/// The scenario as the current version writes it: a trial's step time as
+/// `TrialStepTime`, a hand-back as one `HandBack` event instead of `Preempt` + `Exited`.
+fn scenario_now() -> Vec<Command> {
+    let mut now = Vec::new();
+    let mut commands = scenario().into_iter().peekable();
+    while let Some(command) = commands.next() {
+        now.push(match command {
+            Command::JobEvent { job, attempt, event: AttemptEvent::Progress { step: 0, metrics }, at_ms }
+                if metrics.len() == 1 && metrics[0].0 == STEP_TIME_METRIC =>
+            {
+                let event = AttemptEvent::TrialStepTime { seconds_per_step: metrics[0].1, samples: 11 };
+                Command::JobEvent { job, attempt, event, at_ms }
+            }
+            Command::Preempt { job, attempt, .. } => match commands.next() {
+                Some(Command::JobEvent { event: AttemptEvent::Exited { code, error }, at_ms, .. }) => {
+                    Command::JobEvent { job, attempt, event: AttemptEvent::HandBack { code, error }, at_ms }
+                }
+                other => panic!("the scenario's preemption is a hand-back, followed by its exit: {other:?}"),
+            },
+            other => other,
+        });
+    }
+    now
+}
+
+#[test]
+fn the_events_that_replaced_the_old_encodings_apply_to_the_same_state() {
+    let commands = scenario_now();
+    assert!(commands.iter().any(|c| matches!(c, Command::JobEvent { event: AttemptEvent::TrialStepTime { .. }, .. })));
+    assert!(commands.iter().any(|c| matches!(c, Command::JobEvent { event: AttemptEvent::HandBack { .. }, .. })));
+    let (state, _, _) = apply(&log(commands));
+    let expected_state: serde_json::Value = serde_json::from_slice(&read("state.json")).expect("state.json");
+    assert_eq!(serde_json::to_value(&state).expect("state to JSON"), expected_state);
+}
+
+#[test]
+fn a_trial_step_time_is_refused_for_a_training_attempt() {
+    let mut state = ClusterState::default();
+    for command in &scenario()[..9] {
+        state.apply(command);
+    }
+    let before = state.clone();
+    let result = state.apply(&event(1, 1, AttemptEvent::TrialStepTime { seconds_per_step: 0.5, samples: 9 }, 2_000));
+    assert!(matches!(result, CommandResult::Rejected(_)), "{result:?}");
+    assert_eq!(state.job(&job(1)), before.job(&job(1)), "a refused event changes nothing");
+}
+
+#[test]
+fn a_hand_back_of_a_stopping_attempt_is_its_exit() {
+    let mut state = ClusterState::default();
+    for command in &scenario()[..9] {
+        state.apply(command);
+    }
+    state.apply(&Command::Preempt { job: job(1), attempt: 1, at_ms: 1_500 });
+    let result = state.apply(&event(1, 1, AttemptEvent::HandBack { code: Some(143), error: None }, 2_000));
+    assert_eq!(result, CommandResult::Applied);
+    let record = state.job(&job(1)).expect("job 1");
+    assert!(record.live.is_none(), "the hand-back freed the GPUs");
+    assert_eq!((record.restarts, state.counters.preemptions), (0, 1), "no failure, one preemption");
+    assert_eq!(record.state, saturn_consensus::JobState::Scheduled);
+}

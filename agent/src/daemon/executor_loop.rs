@@ -16,14 +16,13 @@ use std::time::{Duration, Instant};
 
 use saturn_consensus::{
     AttemptEvent as StateEvent, AttemptStatus, ClusterState, Command, DispatchKind, JobId, JobRecord, LiveAttempt,
-    STEP_TIME_METRIC,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{now_ms, AgentServices};
 use crate::checkpoint::{restore, take, Checkpoints};
 use super::gang;
-use super::hand_back::{preempt_before_exit, HandBacks};
+use super::hand_back::HandBacks;
 use crate::executor::{AttemptEvent, AttemptKey, AttemptSpec, Gang, ProcessEvent, ProcessTable};
 
 /// How often the processes are reconciled even when the state does not change.
@@ -408,7 +407,7 @@ fn writes_checkpoints(services: &dyn AgentServices, agent: &str, key: &AttemptKe
 }
 
 /// Proposes one process event; returns whether it was committed. The exit of a
-/// hand-back follows a committed `Preempt`, so it does not count as a failure.
+/// hand-back is reported as `HandBack`, so it does not count as a failure.
 async fn propose_event(
     services: &dyn AgentServices,
     key: &AttemptKey,
@@ -419,17 +418,18 @@ async fn propose_event(
     let (state_event, important) = match event {
         ProcessEvent::Started { .. } => (StateEvent::Started, true),
         ProcessEvent::Step { step, .. } => (StateEvent::Progress { step, metrics: std::mem::take(metrics) }, false),
-        ProcessEvent::StepTime { seconds_per_step, .. } => {
-            (StateEvent::Progress { step: 0, metrics: vec![(STEP_TIME_METRIC.to_string(), seconds_per_step)] }, true)
+        ProcessEvent::StepTime { seconds_per_step, samples } => {
+            let samples = u32::try_from(samples).unwrap_or(u32::MAX);
+            (StateEvent::TrialStepTime { seconds_per_step, samples }, true)
         }
         ProcessEvent::Checkpoint { step } => (StateEvent::Checkpoint { step }, true),
         ProcessEvent::Metric { .. } => return true,
         ProcessEvent::Exited { code, signal, error } => {
-            if hand_backs.contains(key) && !preempt_before_exit(services, key).await {
-                return false;
-            }
             let error = error.or_else(|| signal.map(|s| format!("killed by signal {s}")));
-            (StateEvent::Exited { code, error }, true)
+            match hand_backs.contains(key) {
+                true => (StateEvent::HandBack { code, error }, true),
+                false => (StateEvent::Exited { code, error }, true),
+            }
         }
     };
     propose_state_event(services, key, state_event, important).await
