@@ -62,8 +62,6 @@ pub struct DaemonSettings {
     pub api_token: Option<String>,
     /// This host's GPUs.
     pub gpus: Vec<GpuInfo>,
-    /// Whether the GPUs are simulated (utilisation is then derived from the state).
-    pub simulated_gpus: bool,
     /// Pre-shared mesh key.
     pub cluster_key: Option<PreSharedKey>,
     /// mDNS discovery on the LAN.

@@ -116,9 +116,6 @@ pub async fn mesh_events(
                         responder.send(MeshResponse::Err("checkpoints are served to members of this cluster only".into()));
                     }
                     Channel::Checkpoint => checkpoints.serve(request.body, responder),
-                    Channel::Control => {
-                        responder.send(MeshResponse::Err("no control requests are served".into()));
-                    }
                 }
             }
             MeshEvent::Gossip { gossip: Gossip::Heartbeat(heartbeat), from } => {
@@ -133,7 +130,7 @@ pub async fn mesh_events(
                 members.set(&heartbeat.name, heartbeat.member, heartbeat.forms);
                 soft.on_heartbeat(heartbeat, Instant::now(), now_ms());
             }
-            MeshEvent::Gossip { .. } | MeshEvent::PeerIdentified { .. } | MeshEvent::PeerDisconnected { .. } => {}
+            MeshEvent::PeerIdentified { .. } | MeshEvent::PeerDisconnected { .. } => {}
         }
     }
 }
