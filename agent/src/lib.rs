@@ -13,6 +13,7 @@
 pub mod api;
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 pub mod config;
 pub mod executor;

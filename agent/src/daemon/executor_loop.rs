@@ -14,12 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use saturn_consensus::{
-    AttemptEvent as StateEvent, AttemptStatus, ClusterState, Command, DispatchKind, JobId, JobRecord, LiveAttempt,
-};
+use saturn_consensus::{AttemptEvent as StateEvent, AttemptStatus, DispatchKind, JobId, JobRecord, LiveAttempt};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{now_ms, AgentServices};
+use crate::api::AgentServices;
+use crate::cluster::{self, now_ms, Cluster, HostView, Retry};
 use crate::checkpoint::{restore, take, Checkpoints};
 use super::gang;
 use super::hand_back::HandBacks;
@@ -125,9 +124,9 @@ async fn reconcile(
     }
     // Only this host's attempts: a copy of the whole state on every apply, on every
     // agent, is what limited a 10,000-job cluster.
-    let state = services.host_view(&config.agent);
+    let view = services.cluster().host_view(&config.agent);
     let mut keep = BTreeSet::new();
-    for (record, live) in state.attempts_on_host(&config.agent) {
+    for (record, live) in view.attempts() {
         let key = AttemptKey::new(record.id.0.clone(), live.attempt);
         keep.insert(key.clone());
         // Dispatched before this run of the agent started: the state it was read from may
@@ -149,7 +148,7 @@ async fn reconcile(
                     prepare_checkpoint(config, services, table, memory, &record.id, key.clone());
                 }
             }
-            AttemptStatus::Running => match attempt_spec(config, &state, record, live, port_is_free) {
+            AttemptStatus::Running => match attempt_spec(config, &view, record, live, port_is_free) {
                 Some(spec) => match rendezvous_port_taken(&spec, port_is_free) {
                     Some(error) => fail_unstarted(services, table, &key, error),
                     None => {
@@ -210,7 +209,7 @@ fn prepare_checkpoint(
                 if let Some(note) = &note {
                     tracing::warn!(%key, step, note, "resuming from an older checkpoint than recorded");
                 }
-                propose_state_event(services.as_ref(), &key, StateEvent::Resumed { step, note }, true).await;
+                propose_state_event(services.cluster().as_ref(), &key, StateEvent::Resumed { step, note }, true).await;
             }
             restore::Prepared::HandBack(why) => {
                 tracing::warn!(%key, why, "no checkpoint could be restored: handing the attempt back");
@@ -253,16 +252,16 @@ fn rendezvous_port_taken(spec: &AttemptSpec, is_free: impl Fn(u16) -> bool) -> O
 /// a single-host job, which may pick any free port of its block.
 fn attempt_spec(
     config: &ExecutorLoopConfig,
-    state: &ClusterState,
+    view: &HostView,
     record: &JobRecord,
     live: &LiveAttempt,
     is_free: impl Fn(u16) -> bool,
 ) -> Option<AttemptSpec> {
     let rank = live.placement.iter().position(|hg| hg.host == config.agent)?;
     let here = &live.placement[rank];
-    let agent = state.agents.get(&config.agent)?;
+    let agent = view.agent(&config.agent)?;
     let gpu = here.gpus.first().and_then(|index| agent.gpus.iter().find(|g| g.index == *index));
-    let gang = gang_of(config, state, record, live, rank, is_free);
+    let gang = gang_of(config, view, record, live, rank, is_free);
     let profile_steps = match &live.kind {
         DispatchKind::Trial { steps, .. } => Some(*steps),
         DispatchKind::Train => None,
@@ -290,7 +289,7 @@ fn attempt_spec(
 /// The gang variables of rank `rank` of `live` (see [`gang`](super::gang)).
 fn gang_of(
     config: &ExecutorLoopConfig,
-    state: &ClusterState,
+    view: &HostView,
     record: &JobRecord,
     live: &LiveAttempt,
     rank: usize,
@@ -319,7 +318,7 @@ fn gang_of(
             peers: Vec::new(),
         };
     }
-    let addrs = |host: &str| state.agents.get(host).map(|a| a.node.addrs.clone()).unwrap_or_default();
+    let addrs = |host: &str| view.agent(host).map(|a| a.node.addrs.clone()).unwrap_or_default();
     let all: Vec<Vec<String>> = placement.iter().map(|hg| addrs(&hg.host)).collect();
     // Where rank `i` is reached from the other ranks; its name when it announced nothing usable.
     let reached_at = |i: usize| {
@@ -368,7 +367,7 @@ async fn report_events(
                 if writes_checkpoints(services.as_ref(), &config.agent, &key) {
                     let live_dir = crate::executor::checkpoint_dir(&config.data_dir, &key.job);
                     let event = take::take(&ckpt, &key.job, *step, live_dir).await;
-                    propose_state_event(services.as_ref(), &key, event, true).await;
+                    propose_state_event(services.cluster().as_ref(), &key, event, true).await;
                 }
                 continue;
             }
@@ -376,7 +375,7 @@ async fn report_events(
                 if let Some(step) = unsent_step.remove(&key) {
                     let mut metrics = pending_metrics.remove(&key).unwrap_or_default();
                     let progress = StateEvent::Progress { step, metrics: std::mem::take(&mut metrics) };
-                    propose_state_event(services.as_ref(), &key, progress, true).await;
+                    propose_state_event(services.cluster().as_ref(), &key, progress, true).await;
                 }
             }
             _ => {}
@@ -399,9 +398,8 @@ async fn report_events(
 
 /// Whether this host writes the checkpoints of `key`: rank 0 of a training attempt.
 fn writes_checkpoints(services: &dyn AgentServices, agent: &str, key: &AttemptKey) -> bool {
-    let state = services.host_view(agent);
-    state
-        .live_attempt(&JobId(key.job.clone()))
+    let view = services.cluster().host_view(agent);
+    view.live_attempt(&JobId(key.job.clone()))
         .filter(|live| live.attempt == key.attempt && live.kind == DispatchKind::Train)
         .is_some_and(|live| live.placement.first().is_some_and(|hg| hg.host == agent))
 }
@@ -432,27 +430,12 @@ async fn propose_event(
             }
         }
     };
-    propose_state_event(services, key, state_event, important).await
+    propose_state_event(services.cluster().as_ref(), key, state_event, important).await
 }
 
-/// Commits one attempt event. Important ones are retried for a while (a leader change
-/// takes a second or two) as long as the attempt is still live.
-async fn propose_state_event(services: &dyn AgentServices, key: &AttemptKey, event: StateEvent, important: bool) -> bool {
-    let job = JobId(key.job.clone());
-    let tries = if important { 30 } else { 1 };
-    for round in 0..tries {
-        let command = Command::JobEvent { job: job.clone(), attempt: key.attempt, event: event.clone(), at_ms: now_ms() };
-        match services.propose(command).await {
-            Ok(_) => return true,
-            Err(err) => {
-                tracing::debug!(%key, %err, round, "reporting a job event failed");
-                if !services.state().is_live(&job, key.attempt) {
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    tracing::warn!(%key, "gave up reporting a job event; the reconcile loop will report the exit again");
-    false
+/// Commits one attempt event. Important ones are retried ([`Retry::PERSIST`]: a leader
+/// change takes a second or two) as long as the attempt is still live.
+async fn propose_state_event(cluster: &dyn Cluster, key: &AttemptKey, event: StateEvent, important: bool) -> bool {
+    let retry = if important { Retry::PERSIST } else { Retry::ONCE };
+    cluster::report_attempt(cluster, &JobId(key.job.clone()), key.attempt, retry, event).await
 }

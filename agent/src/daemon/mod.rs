@@ -31,7 +31,8 @@ use anyhow::{Context, Result};
 use saturn_consensus::{AgentNode, Command, ConsensusNode, GpuInfo, NodeConfig};
 use tokio::sync::watch;
 
-use crate::api::{self, now_ms, AgentServices, ApiState};
+use crate::api::{self, AgentServices, ApiState};
+use crate::cluster::{Cluster, Retry};
 use crate::checkpoint::peers::MeshPeers;
 use crate::checkpoint::serve::CheckpointServer;
 use crate::checkpoint::{Checkpoints, Store};
@@ -181,7 +182,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
             members.clone(),
             ckpt_server,
         )),
-        tokio::spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), node.subscribe(), stop_rx.clone())),
+        tokio::spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), services.cluster.applied(), stop_rx.clone())),
         tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
         tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
         tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
@@ -208,11 +209,11 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         services.clone(),
         table.clone(),
         process_events,
-        node.subscribe(),
+        services.cluster.applied(),
         fenced.clone(),
         stop_rx.clone(),
     ));
-    handles.push(tokio::spawn(tasks::scheduler(settings.clone(), node.clone(), soft.clone(), services.clone())));
+    handles.push(tokio::spawn(tasks::scheduler(settings.clone(), soft.clone(), services.clone())));
     // An agent whose --checkpoint-root is not the cluster's shared storage must not run.
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
     if let Some(root) = settings.checkpoint_root.clone() {
@@ -271,7 +272,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         }
     };
     tracing::info!("stopping: handing running jobs back");
-    hand_back_jobs(&settings.name, services.as_ref()).await;
+    hand_back_jobs(&settings.name, services.cluster.as_ref()).await;
     let _ = stop_tx.send(true);
     table.shutdown(settings.kill_grace).await;
     // Give the reports of the exits a moment to be committed.
@@ -354,19 +355,17 @@ async fn kill_consensus_when(node: Arc<ConsensusNode>, trigger: PathBuf) {
     node.kill_core_for_test().await;
 }
 
-/// Preempts this agent's running attempts, so that their exits on SIGTERM are hand-backs
-/// (the jobs go back to `scheduled` at their checkpoint) rather than failures.
-async fn hand_back_jobs(agent: &str, services: &dyn AgentServices) {
-    let state = services.state();
-    let mine: Vec<_> = state
-        .attempts_on_host(agent)
-        .map(|(record, live)| (record.id.clone(), live.attempt))
-        .collect();
+/// Preempts this agent's running attempts (one try each, [`Retry::ONCE`], of at most
+/// 3 s: the agent is stopping), so that their exits on SIGTERM are hand-backs (the jobs
+/// go back to `scheduled` at their checkpoint) rather than failures. A preemption rather
+/// than a `HandBack` event: the gang's other hosts must stop their part too.
+async fn hand_back_jobs(agent: &str, cluster: &dyn Cluster) {
+    let mine: Vec<_> = cluster.host_view(agent).attempts().map(|(record, live)| (record.id.clone(), live.attempt)).collect();
     for (job, attempt) in mine {
-        let preempt = Command::Preempt { job: job.clone(), attempt, at_ms: now_ms() };
-        match tokio::time::timeout(Duration::from_secs(3), services.propose(preempt)).await {
-            Ok(Ok(_)) => {}
-            _ => tracing::warn!(%job, "could not hand the job back; the leader will reschedule it after the grace period"),
+        let preempt = |at_ms| Command::Preempt { job: job.clone(), attempt, at_ms };
+        let proposed = crate::cluster::propose_retrying(cluster, Retry::ONCE, preempt, |_| false);
+        if !matches!(tokio::time::timeout(Duration::from_secs(3), proposed).await, Ok(true)) {
+            tracing::warn!(%job, "could not hand the job back; the leader will reschedule it after the grace period");
         }
     }
 }

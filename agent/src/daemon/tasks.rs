@@ -17,7 +17,8 @@ use super::logs::{read_local, LogsRequest};
 use super::services::Services;
 use super::soft::SoftState;
 use super::{membership, raft_net, DaemonSettings};
-use crate::api::{now_ms, ExtraMetric};
+use crate::api::ExtraMetric;
+use crate::cluster::{now_ms, Cluster, NodeCluster, Unavailable};
 use crate::executor::watchdog::Lease;
 use crate::mesh::{Channel, Gossip, GpuLoad, Heartbeat, MeshEvent, MeshHandle, MeshResponse, Topic};
 
@@ -304,45 +305,47 @@ pub async fn fence(
     }
 }
 
-/// The scheduler's view of this agent: the consensus node, the soft state, and the
-/// services' state snapshot (copied once per apply and shared with the API and the
-/// executor loop, instead of once more per scheduler round).
+/// The scheduler's view of this agent: the cluster port (its state snapshot is copied
+/// once per apply and shared with the API and the executor loop) and the soft state's
+/// health.
 pub struct SchedulerCluster {
-    node: Arc<ConsensusNode>,
+    cluster: Arc<NodeCluster>,
     soft: Arc<SoftState>,
-    services: Arc<Services>,
 }
 
 #[async_trait::async_trait]
 impl crate::scheduler::Cluster for SchedulerCluster {
-    type Error = saturn_consensus::ProposeError;
+    type Error = Unavailable;
 
     fn is_leader(&self) -> bool {
-        self.node.is_leader()
+        self.cluster.is_leader()
     }
 
     fn state(&self) -> Arc<saturn_consensus::ClusterState> {
-        crate::api::AgentServices::state(self.services.as_ref())
+        self.cluster.state()
     }
 
     fn health(&self) -> BTreeMap<String, crate::scheduler::AgentHealth> {
         self.soft.health(Instant::now())
     }
 
+    fn now_ms(&self) -> u64 {
+        self.cluster.now_ms()
+    }
+
     async fn propose(&self, command: saturn_consensus::Command) -> Result<saturn_consensus::CommandResult, Self::Error> {
-        self.node.propose(command).await
+        self.cluster.propose(command).await
     }
 
     async fn changed(&self) {
-        let mut applied = self.node.subscribe();
-        let _ = applied.changed().await;
+        self.cluster.changed().await
     }
 }
 
 /// Runs the scheduler (it decides only while this agent leads) and publishes its
 /// statistics as metrics.
-pub async fn scheduler(settings: DaemonSettings, node: Arc<ConsensusNode>, soft: Arc<SoftState>, services: Arc<Services>) {
-    let cluster = Arc::new(SchedulerCluster { node, soft, services: services.clone() });
+pub async fn scheduler(settings: DaemonSettings, soft: Arc<SoftState>, services: Arc<Services>) {
+    let cluster = Arc::new(SchedulerCluster { cluster: services.cluster.clone(), soft });
     let scheduler = crate::scheduler::Scheduler::new(cluster, settings.scheduler.clone());
     let mut stats = scheduler.stats();
     let extra = services.extra.clone();
