@@ -5,16 +5,13 @@
 //! - [`raft_net`]: Raft RPCs over the mesh.
 //! - [`membership`]: cluster formation and voter upkeep.
 //! - [`soft`]: heartbeats and the failure detector.
-//! - [`executor_loop`]: replicated state → job processes, and their events back.
-//! - [`gang`]: the address and port a gang's ranks meet at.
-//! - [`hand_back`]: exits that are the agent's doing (fence, restart), not the job's.
+//! - [`executor_loop`]: the glue between the cluster port and the process table: carries
+//!   out `executor::reconcile`'s actions and reports what the processes say.
 //! - [`services`]: what the API and loops call on the agent.
 //! - [`logs`]: job logs across hosts.
 //! - `tasks`: the mesh event loop, heartbeats and the quorum fence.
 
 pub mod executor_loop;
-pub mod gang;
-pub mod hand_back;
 pub mod logs;
 pub mod membership;
 pub mod raft_net;
