@@ -9,7 +9,12 @@
 //!   out `executor::reconcile`'s actions and reports what the processes say.
 //! - [`services`]: what the API and loops call on the agent.
 //! - [`logs`]: job logs across hosts.
-//! - `tasks`: the mesh event loop, heartbeats and the quorum fence.
+//! - `inbound`: mesh requests (Raft, logs, checkpoints) and heartbeats in.
+//! - `heartbeats`: this agent's heartbeat out.
+//! - `fence`: the quorum fence and the job watchdogs' lease.
+//! - `leader_watch`: leader changes, counted and logged.
+//! - `scheduler_task`: the scheduler over the cluster port, and its metrics.
+//! - `data_dir`: one agent per data dir.
 
 pub mod executor_loop;
 pub mod logs;
@@ -17,7 +22,12 @@ pub mod membership;
 pub mod raft_net;
 pub mod services;
 pub mod soft;
-mod tasks;
+mod data_dir;
+mod fence;
+mod heartbeats;
+mod inbound;
+mod leader_watch;
+mod scheduler_task;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -105,7 +115,7 @@ impl DaemonSettings {
 pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("data dir {} is not writable", settings.data_dir.display()))?;
-    let _lock = tasks::lock_data_dir(&settings.data_dir)?;
+    let _lock = data_dir::lock_data_dir(&settings.data_dir)?;
     let api_listener = tokio::net::TcpListener::bind(settings.api)
         .await
         .with_context(|| format!("cannot listen for the API on {}", settings.api))?;
@@ -169,27 +179,28 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     let ckpt_server = CheckpointServer { ckpt: ckpt.clone(), services: services.clone() };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (fenced_tx, fenced) = watch::channel(false);
-    let members = tasks::Members::default();
     let mut handles = vec![
-        tokio::spawn(tasks::mesh_events(
+        tokio::spawn(inbound::mesh_events(
             mesh_events,
             node.clone(),
             soft.clone(),
             settings.data_dir.clone(),
-            members.clone(),
             ckpt_server,
         )),
         tokio::spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), services.cluster.applied(), stop_rx.clone())),
-        tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
-        tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
-        tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
+        tokio::spawn(heartbeats::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone())),
+        tokio::spawn(leader_watch::watch_raft(node.clone(), services.leader_changes.clone())),
+        tokio::spawn(fence::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
         tokio::spawn(membership::run(
             node.clone(),
             soft.clone(),
             settings.bootstrap_expect,
             settings.join.iter().map(ToString::to_string).collect(),
             settings.grace_period,
-            members.not_members_fn(soft.clone()),
+            {
+                let soft = soft.clone();
+                move || soft.founders(std::time::Instant::now())
+            },
         )),
     ];
     let exec_config = executor_loop::ExecutorLoopConfig {
@@ -210,7 +221,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         fenced.clone(),
         stop_rx.clone(),
     ));
-    handles.push(tokio::spawn(tasks::scheduler(settings.clone(), soft.clone(), services.clone())));
+    handles.push(tokio::spawn(scheduler_task::scheduler(settings.clone(), soft.clone(), services.clone())));
     // An agent whose --checkpoint-root is not the cluster's shared storage must not run.
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
     if let Some(root) = settings.checkpoint_root.clone() {
@@ -330,7 +341,7 @@ pub fn reset_data(data_dir: &std::path::Path, confirmed: bool) -> Result<String>
     if !data_dir.exists() {
         return Ok(format!("{} does not exist: nothing to reset", data_dir.display()));
     }
-    let _lock = tasks::lock_data_dir(data_dir)?;
+    let _lock = data_dir::lock_data_dir(data_dir)?;
     if !raft.exists() {
         return Ok(format!("{} holds no cluster state: nothing to reset", data_dir.display()));
     }
