@@ -21,6 +21,8 @@ use crate::cluster::now_ms;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// `GET /metrics`: the replicated state, Raft and the agent's own counters as Prometheus
+/// text.
 pub async fn metrics(State(api): State<ApiState>) -> Response {
     let state = api.services.cluster().state();
     let raft = api.services.raft();

@@ -30,6 +30,8 @@
 //! # Ok(()) }
 //! ```
 
+// libp2p's `NetworkBehaviour` derive generates an event enum without doc comments.
+#[allow(missing_docs)]
 pub mod behaviour;
 pub mod cluster_key;
 pub mod codec;
