@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use api_fake::{spec, FakeAgent};
 use async_trait::async_trait;
-use saturn_agent::api::AgentServices;
+use saturn_agent::cluster::Cluster;
 use saturn_agent::checkpoint::restore::{prepare, Prepared};
 use saturn_agent::checkpoint::serve::CheckpointServer;
 use saturn_agent::checkpoint::wire::{CheckpointRequest, CheckpointResponse};
@@ -128,7 +128,7 @@ impl World {
 }
 
 fn apply(agent: &FakeAgent, command: Command) {
-    let _ = futures::executor::block_on(agent.propose(command));
+    let _ = futures::executor::block_on(agent.cluster.propose(command));
 }
 
 fn model_bytes(step: u64) -> Vec<u8> {

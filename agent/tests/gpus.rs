@@ -5,7 +5,7 @@ use saturn_agent::gpus::{GpuInventory, GpuSpec};
 
 #[test]
 fn auto_discovery_never_panics_and_explains_an_empty_result() {
-    let mut inventory = GpuInventory::discover(&GpuSpec::Auto);
+    let inventory = GpuInventory::discover(&GpuSpec::Auto);
     if inventory.gpus().is_empty() {
         let reason = inventory
             .none_found_reason()
@@ -19,6 +19,4 @@ fn auto_discovery_never_panics_and_explains_an_empty_result() {
             .all(|gpu| !gpu.simulated && gpu.memory_mib > 0));
         eprintln!("found: {:#?}", inventory.gpus());
     }
-    let load = inventory.sample_load();
-    assert_eq!(load.len(), inventory.gpus().len());
 }

@@ -21,7 +21,7 @@ use saturn_agent::scheduler::shapes::up_hosts;
 use saturn_agent::scheduler::{AgentHealth, SchedContext, SchedulerConfig, SchedulerCore};
 use saturn_consensus::{
     AgentNode, AttemptEvent, AttemptStatus, ClusterState, Command, CommandResult, DispatchKind, GpuInfo, JobId,
-    JobSpec, JobState, Placement, STEP_TIME_METRIC,
+    JobSpec, JobState, Placement,
 };
 use saturn_planner::{solve, Host, Instance, Job, SolveOptions, Solver};
 
@@ -355,7 +355,8 @@ fn advance(
         if process.step_at(now_ms, steps) < steps {
             return None;
         }
-        report(AttemptEvent::Progress { step: steps, metrics: vec![(STEP_TIME_METRIC.to_string(), seconds)] });
+        report(AttemptEvent::Progress { step: steps, metrics: Vec::new() });
+        report(AttemptEvent::TrialStepTime { seconds_per_step: seconds, samples: 10 });
         return Some((0, None));
     }
     if process.always_fails {

@@ -257,7 +257,23 @@ impl ClusterState {
                     record.steps_done = record.steps_done.max(*step);
                 }
             }
+            AttemptEvent::TrialStepTime { seconds_per_step, .. } => {
+                if training {
+                    return Err(wrong_state(id, format!("attempt {attempt} is not a trial")));
+                }
+                // Exactly what the step-0 report of older logs did.
+                live.reported_progress = true;
+                merge_metrics(&mut live.metrics, &[(STEP_TIME_METRIC.to_string(), *seconds_per_step)]);
+            }
             AttemptEvent::Exited { code, error } => self.attempt_exited(id, *code, error.clone(), at_ms),
+            AttemptEvent::HandBack { code, error } => {
+                // A preemption and its exit (what older logs hold as two commands).
+                if live.status == AttemptStatus::Running {
+                    live.status = AttemptStatus::Stopping;
+                    self.counters.preemptions += 1;
+                }
+                self.attempt_exited(id, *code, error.clone(), at_ms);
+            }
             AttemptEvent::CheckpointStored { .. } | AttemptEvent::CheckpointRefused { .. } | AttemptEvent::Resumed { .. } => {
                 return self.checkpoint_event(id, event, at_ms);
             }
@@ -431,8 +447,7 @@ fn user_profiles_cover(spec: &JobSpec) -> bool {
 }
 
 fn trial_result(live: &LiveAttempt, code: Option<i32>, error: Option<String>) -> ProfileResult {
-    let step_time = live.metrics.iter().find(|(name, _)| name == STEP_TIME_METRIC).map(|(_, v)| *v);
-    match (code, step_time) {
+    match (code, live.trial_step_time()) {
         (Some(0), Some(seconds)) => ProfileResult::StepTime(seconds),
         (Some(0), None) if !live.reported_progress => ProfileResult::NoSteps,
         (Some(0), None) => ProfileResult::Infeasible { reason: "trial run reported no step time".to_string() },

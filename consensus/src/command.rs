@@ -207,8 +207,9 @@ pub enum AttemptEvent {
     Progress {
         /// Steps done in total.
         step: u64,
-        /// Latest metric values, e.g. `("loss", 2.31)`. A trial reports its measured
-        /// seconds per step as [`STEP_TIME_METRIC`].
+        /// Latest metric values, e.g. `("loss", 2.31)`. (Logs written before
+        /// [`AttemptEvent::TrialStepTime`] carry a trial's step time here, as
+        /// [`STEP_TIME_METRIC`] in a step-0 report.)
         metrics: Vec<(String, f64)>,
     },
     /// `SATURN checkpoint step=N`: a restart may resume at `step`.
@@ -255,9 +256,36 @@ pub enum AttemptEvent {
         /// Why it is not the newest recorded step, when it is not.
         note: Option<String>,
     },
+    // Appended after the checkpoint events (issue 15): variant indices are the log's
+    // encoding. Logs written before them say the same things as a step-0 `Progress`
+    // carrying [`STEP_TIME_METRIC`] and as a `Preempt` followed by `Exited`; both still
+    // apply as they did.
+    /// Trial attempts only, just before their `Exited`: the step time the executor
+    /// measured from the `SATURN step=` lines (median after warm-up). The trial's exit
+    /// then records it as the profile (`ProfileResult::StepTime`).
+    TrialStepTime {
+        /// Seconds per step.
+        seconds_per_step: f64,
+        /// How many step reports it was computed from.
+        samples: u32,
+    },
+    /// The attempt ended through its agent's doing, not the job's: stopped by the quorum
+    /// fence, left by a previous run of the agent, or no checkpoint could be restored
+    /// for it. Applied as a preemption and its exit at once, so the job goes back to
+    /// waiting at its last checkpoint instead of counting a failure.
+    HandBack {
+        /// Exit status, when the process exited by itself.
+        code: Option<i32>,
+        /// What ended it, for people.
+        error: Option<String>,
+    },
 }
 
-/// Metric name under which a trial run reports its measured seconds per step.
+/// Name under which a trial attempt's measured seconds per step are kept among its
+/// metrics ([`LiveAttempt::metrics`](crate::LiveAttempt)): where
+/// [`AttemptEvent::TrialStepTime`] records it, and how logs written before that event
+/// reported it (a step-0 `Progress`). The snapshot layout is part of the encoding too,
+/// so the value stays there rather than in a field of its own.
 pub const STEP_TIME_METRIC: &str = "step_time_s";
 
 /// Identifies a profiling measurement; jobs of the same `profile_group` share it.

@@ -113,6 +113,14 @@ pub struct LiveAttempt {
     pub resumed: bool,
 }
 
+impl LiveAttempt {
+    /// The step time a trial attempt measured ([`AttemptEvent::TrialStepTime`](crate::AttemptEvent)),
+    /// once reported.
+    pub fn trial_step_time(&self) -> Option<f64> {
+        self.metrics.iter().find(|(name, _)| name == crate::command::STEP_TIME_METRIC).map(|(_, v)| *v)
+    }
+}
+
 /// A job: what the user asked for and where it stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

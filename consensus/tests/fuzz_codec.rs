@@ -142,6 +142,8 @@ fn event() -> impl Strategy<Value = AttemptEvent> {
         (number(), text(), float()).prop_map(|(step, name, value)| AttemptEvent::Progress { step, metrics: vec![(name, value)] }),
         number().prop_map(|step| AttemptEvent::Checkpoint { step }),
         (proptest::option::of(any::<i32>()), proptest::option::of(text())).prop_map(|(code, error)| AttemptEvent::Exited { code, error }),
+        (float(), any::<u32>()).prop_map(|(seconds_per_step, samples)| AttemptEvent::TrialStepTime { seconds_per_step, samples }),
+        (proptest::option::of(any::<i32>()), proptest::option::of(text())).prop_map(|(code, error)| AttemptEvent::HandBack { code, error }),
     ]
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use saturn_agent::api::now_ms;
+use saturn_agent::cluster::now_ms;
 use saturn_agent::views::{JobView, JobsView};
 use saturn_tests::records::{self, Record};
 use saturn_tests::{eventually, exclusive_segments, Harness, Setup};

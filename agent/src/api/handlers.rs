@@ -9,25 +9,26 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use saturn_consensus::{Command, CommandResult, JobId};
 
-use super::{error, now_ms, render, ApiState};
+use super::{error, render, ApiState, ServiceError};
+use crate::cluster::now_ms;
 use crate::jobfile;
 use crate::views::{JobsView, SubmitView, SubmittedJob};
 
 pub async fn status(State(api): State<ApiState>) -> Response {
     let services = &api.services;
-    let view = render::status(&services.state(), &services.raft(), &services.soft(), &services.name());
+    let view = render::status(&services.cluster().state(), &services.raft(), &services.soft(), &services.name());
     Json(view).into_response()
 }
 
 pub async fn list_jobs(State(api): State<ApiState>) -> Response {
-    let state = api.services.state();
+    let state = api.services.cluster().state();
     let now = now_ms();
     let jobs = state.jobs.values().map(|record| render::job(record, now)).collect();
     Json(JobsView { jobs, sweeps: super::leaderboard::leaderboards(&state) }).into_response()
 }
 
 pub async fn get_job(State(api): State<ApiState>, Path(id): Path<String>) -> Response {
-    let state = api.services.state();
+    let state = api.services.cluster().state();
     let Some(record) = state.job(&JobId(id.clone())) else {
         return error(StatusCode::NOT_FOUND, format!("no job {id}: `saturn job status` lists the jobs"));
     };
@@ -38,13 +39,13 @@ pub async fn get_job(State(api): State<ApiState>, Path(id): Path<String>) -> Res
 
 pub async fn cancel_job(State(api): State<ApiState>, Path(id): Path<String>) -> Response {
     let job = JobId(id.clone());
-    if api.services.state().job(&job).is_none() {
+    if api.services.cluster().state().job(&job).is_none() {
         return error(StatusCode::NOT_FOUND, format!("no job {id}: `saturn job status` lists the jobs"));
     }
-    match api.services.propose(Command::CancelJob { job: job.clone(), at_ms: now_ms() }).await {
+    match api.services.cluster().propose(Command::CancelJob { job: job.clone(), at_ms: now_ms() }).await.map_err(ServiceError::from) {
         Ok(CommandResult::Rejected(why)) => error(StatusCode::CONFLICT, why.to_string()),
         Ok(_) => {
-            let state = api.services.state();
+            let state = api.services.cluster().state();
             match state.job(&job) {
                 Some(record) => Json(render::job(record, now_ms())).into_response(),
                 None => error(StatusCode::NOT_FOUND, format!("no job {id}")),
@@ -88,7 +89,7 @@ pub async fn submit_jobs(
         Err(problems) => return error(StatusCode::UNPROCESSABLE_ENTITY, problems.to_string()),
     };
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    match api.services.propose(Command::SubmitJobs { specs, at_ms: now_ms() }).await {
+    match api.services.cluster().propose(Command::SubmitJobs { specs, at_ms: now_ms() }).await.map_err(ServiceError::from) {
         Ok(CommandResult::Submitted { jobs }) => {
             let jobs = jobs
                 .into_iter()
@@ -104,14 +105,14 @@ pub async fn submit_jobs(
 }
 
 pub async fn plan(State(api): State<ApiState>) -> Response {
-    match render::plan(&api.services.state()) {
+    match render::plan(&api.services.cluster().state()) {
         Some(view) => Json(view).into_response(),
         None => error(StatusCode::NOT_FOUND, "no plan yet: the leader plans once jobs are profiled"),
     }
 }
 
 pub async fn profiles(State(api): State<ApiState>) -> Response {
-    Json(render::profiles(&api.services.state())).into_response()
+    Json(render::profiles(&api.services.cluster().state())).into_response()
 }
 
 pub async fn not_found() -> Response {

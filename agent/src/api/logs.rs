@@ -25,7 +25,7 @@ pub async fn job_logs(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let job = JobId(id.clone());
-    if api.services.state().job(&job).is_none() {
+    if api.services.cluster().state().job(&job).is_none() {
         return error(StatusCode::NOT_FOUND, format!("no job {id}: `saturn job status` lists the jobs"));
     }
     let follow = query.get("follow").is_some_and(|v| v == "true" || v == "1");
@@ -47,7 +47,7 @@ pub async fn job_logs(
             return None;
         }
         loop {
-            let ended = api.services.state().job(&job).is_none_or(|j| j.state.is_terminal());
+            let ended = api.services.cluster().state().job(&job).is_none_or(|j| j.state.is_terminal());
             match api.services.read_log(&job, offset, CHUNK).await {
                 Ok(piece) if !piece.data.is_empty() => {
                     let next = piece.next_offset;

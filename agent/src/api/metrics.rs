@@ -16,12 +16,15 @@ use prometheus_client::registry::Registry;
 use saturn_consensus::{ClusterState, JobState};
 
 use super::services::{ExtraMetric, RaftView};
-use super::{error, now_ms, ApiState};
+use super::{error, ApiState};
+use crate::cluster::now_ms;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// `GET /metrics`: the replicated state, Raft and the agent's own counters as Prometheus
+/// text.
 pub async fn metrics(State(api): State<ApiState>) -> Response {
-    let state = api.services.state();
+    let state = api.services.cluster().state();
     let raft = api.services.raft();
     let extra = api.services.extra_metrics();
     match render(&api.services.name(), &state, &raft, &extra, now_ms()) {

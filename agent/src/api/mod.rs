@@ -88,11 +88,3 @@ impl IntoResponse for ServiceError {
         error(status, self.to_string())
     }
 }
-
-/// Milliseconds since the Unix epoch, for command timestamps.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

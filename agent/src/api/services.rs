@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use saturn_consensus::{ClusterState, Command, CommandResult, JobId};
+use saturn_consensus::JobId;
+
+use crate::cluster::{Cluster, Unavailable};
 
 /// The agent's view of Raft at this instant.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,26 +64,24 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl From<Unavailable> for ServiceError {
+    fn from(err: Unavailable) -> Self {
+        ServiceError::Unavailable(err.0)
+    }
+}
+
 /// What the API calls on the agent.
 #[async_trait]
 pub trait AgentServices: Send + Sync + 'static {
     /// This agent's name.
     fn name(&self) -> String;
-    /// The replicated state as last applied here.
-    fn state(&self) -> Arc<ClusterState>;
-    /// The part of the state `host`'s executor needs: every agent, and the jobs with a
-    /// live attempt on `host` (the rest of the state left at its default). It is asked
-    /// after every apply on every agent, so it must not cost a copy of all jobs.
-    fn host_view(&self, host: &str) -> ClusterState {
-        host_view_of(&self.state(), host)
-    }
+    /// The replicated cluster: state, proposals, leadership (the port every part of the
+    /// agent reaches it through).
+    fn cluster(&self) -> Arc<dyn Cluster>;
     /// Raft as this agent sees it.
     fn raft(&self) -> RaftView;
     /// Gossip view.
     fn soft(&self) -> SoftView;
-    /// Commits a command (forwarded to the leader when this agent is not) and returns
-    /// what applying it did.
-    async fn propose(&self, command: Command) -> Result<CommandResult, ServiceError>;
     /// Reads a job's log from `offset` (fetched from the host that ran the job).
     async fn read_log(&self, job: &JobId, offset: u64, max_bytes: usize) -> Result<LogPiece, ServiceError>;
     /// Extra samples appended to `/metrics` (the scheduler's statistics).
@@ -102,14 +102,4 @@ pub struct ExtraMetric {
     /// Only ever grows (until the process or, for the scheduler's, its leadership ends):
     /// exposed as a Prometheus counter, `saturn_NAME_total`; a gauge otherwise.
     pub counter: bool,
-}
-
-/// See [`AgentServices::host_view`].
-pub fn host_view_of(state: &ClusterState, host: &str) -> ClusterState {
-    // The records are shared with `state`, not copied.
-    let jobs = state
-        .attempts_on_host(host)
-        .filter_map(|(record, _)| Some((record.id.clone(), state.jobs.get(&record.id)?.clone())))
-        .collect();
-    ClusterState { jobs, agents: state.agents.clone(), ..ClusterState::default() }
 }

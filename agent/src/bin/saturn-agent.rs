@@ -11,7 +11,6 @@ use saturn_agent::config::{AgentArgs, AgentConfig};
 use saturn_agent::daemon::{self, DaemonSettings};
 use saturn_agent::gpus::GpuInventory;
 use saturn_agent::scheduler::config::SchedulerConfig;
-use saturn_consensus::GpuInfo;
 
 /// Environment variables of the agent passed through to every job it runs.
 const PASSED_TO_JOBS: &[&str] = &["SATURN_SYNTH_RECORD_FILE"];
@@ -70,12 +69,7 @@ fn run(config: AgentConfig) -> Result<()> {
     if let Some(reason) = inventory.none_found_reason() {
         tracing::info!("no GPU found ({reason}); this agent runs with none: it still votes, plans and accepts jobs");
     }
-    let simulated = inventory.gpus().iter().any(|g| g.simulated);
-    let gpus = inventory
-        .gpus()
-        .iter()
-        .map(|g| GpuInfo { index: g.index, model: g.model.clone(), memory_mib: g.memory_mib })
-        .collect();
+    let gpus = inventory.gpus().iter().map(|gpu| gpu.info()).collect();
     let mut scheduler = SchedulerConfig {
         grace_period_ms: config.grace_period.as_millis() as u64,
         replan_interval_ms: config.replan_interval.as_millis() as u64,
@@ -101,7 +95,6 @@ fn run(config: AgentConfig) -> Result<()> {
         api: config.api,
         api_token: config.api_token.as_ref().map(|t| t.expose().to_string()),
         gpus,
-        simulated_gpus: simulated,
         cluster_key: config.cluster_key,
         mdns: config.mdns,
         heartbeat: config.heartbeat,

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 
 use super::plan::{pulls_for, Pull, Sweep, Verdict};
 use super::{fetch::fetch, CheckpointError, CheckpointStats, Checkpoints};
-use crate::api::{now_ms, AgentServices};
+use crate::api::AgentServices;
+use crate::cluster::now_ms;
 
 /// How often the loop runs without a state change.
 const EVERY: Duration = Duration::from_secs(2);
@@ -42,13 +43,13 @@ pub async fn run(ckpt: Checkpoints, services: Arc<dyn AgentServices>, mut applie
 
 /// One round: pull what is missing here, then delete what is not recorded here.
 pub async fn round(ckpt: &Checkpoints, services: &dyn AgentServices) {
-    let state = services.state();
+    let state = services.cluster().state();
     let alive = services.soft().alive;
     let pulls = if ckpt.shared { Vec::new() } else { pulls_for(&state, &ckpt.agent, &alive) };
     for pull in pulls {
         pull_one(ckpt, services, &pull).await;
     }
-    let sweep = Sweep::of(&services.state(), &ckpt.agent, ckpt.shared);
+    let sweep = Sweep::of(&services.cluster().state(), &ckpt.agent, ckpt.shared);
     let store = ckpt.store.clone();
     let _ = tokio::task::spawn_blocking(move || {
         for (job, step) in store.copies() {
@@ -81,7 +82,7 @@ async fn pull_one(ckpt: &Checkpoints, services: &dyn AgentServices, pull: &Pull)
                     bytes,
                     at_ms: now_ms(),
                 };
-                if let Err(err) = services.propose(command).await {
+                if let Err(err) = services.cluster().propose(command).await {
                     tracing::warn!(%err, "could not record a checkpoint replica; the next round retries");
                 }
                 return;
@@ -102,6 +103,6 @@ async fn pull_one(ckpt: &Checkpoints, services: &dyn AgentServices, pull: &Pull)
             reason: format!("cannot take a replica: {err}"),
             at_ms: now_ms(),
         };
-        let _ = services.propose(command).await;
+        let _ = services.cluster().propose(command).await;
     }
 }

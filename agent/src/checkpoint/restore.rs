@@ -15,7 +15,8 @@ use saturn_consensus::{Command, JobId};
 
 use super::plan::{restore_candidates, Candidate};
 use super::{fetch::fetch, CheckpointError, CheckpointStats, Checkpoints};
-use crate::api::{now_ms, AgentServices};
+use crate::api::AgentServices;
+use crate::cluster::now_ms;
 
 /// What the rank-0 host could prepare.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +34,7 @@ pub enum Prepared {
 
 /// Prepares `live_dir` for a training attempt of `job` on this host.
 pub async fn prepare(ckpt: &Checkpoints, services: &dyn AgentServices, job: &JobId, live_dir: &Path) -> Prepared {
-    let state = services.state();
+    let state = services.cluster().state();
     let Some(record) = state.job(job) else { return Prepared::HandBack(format!("no job {job}")) };
     let alive = services.soft().alive;
     let candidates = restore_candidates(&state, record, &ckpt.agent, &alive);
@@ -107,7 +108,7 @@ async fn copy_from(ckpt: &Checkpoints, services: &dyn AgentServices, job: &JobId
         if let Err(err) = &verified {
             let reason = format!("copy failed verification: {err}");
             let command = Command::CheckpointDropped { job: job.clone(), step, host: ckpt.agent.clone(), reason, at_ms: now_ms() };
-            let _ = services.propose(command).await;
+            let _ = services.cluster().propose(command).await;
         }
         return verified;
     }
@@ -122,7 +123,7 @@ async fn copy_from(ckpt: &Checkpoints, services: &dyn AgentServices, job: &JobId
         bytes,
         at_ms: now_ms(),
     };
-    if let Err(err) = services.propose(command).await {
+    if let Err(err) = services.cluster().propose(command).await {
         // The copy is here and verified either way; the record can follow later.
         tracing::warn!(%job, step, %err, "could not record the fetched checkpoint copy");
     }

@@ -82,7 +82,7 @@ pub fn check(root: &Path, cluster_marker: Option<&str>) -> Result<bool, RootErro
 pub async fn verify(root: PathBuf, services: std::sync::Arc<dyn AgentServices>) -> Result<(), RootError> {
     let mine = read_or_create(&root)?;
     loop {
-        let state = services.state();
+        let state = services.cluster().state();
         let cluster_known = !state.agents.is_empty();
         if cluster_known {
             match check(&root, state.checkpoint_root_marker.as_deref())? {
@@ -91,7 +91,7 @@ pub async fn verify(root: PathBuf, services: std::sync::Arc<dyn AgentServices>) 
                     return Ok(());
                 }
                 false => {
-                    let _ = services.propose(Command::CheckpointRootMarked { marker: mine.clone() }).await;
+                    let _ = services.cluster().propose(Command::CheckpointRootMarked { marker: mine.clone() }).await;
                 }
             }
         }

@@ -14,7 +14,8 @@ use super::digest::safe_relative;
 use super::store::Store;
 use super::wire::{CheckpointRequest, CheckpointResponse, CHUNK_BYTES};
 use super::{CheckpointError, CheckpointStats, Checkpoints};
-use crate::api::{now_ms, AgentServices};
+use crate::api::AgentServices;
+use crate::cluster::now_ms;
 use crate::mesh::{MeshResponse, Responder};
 
 /// Serves `Channel::Checkpoint` requests.
@@ -66,7 +67,7 @@ impl CheckpointServer {
     fn drop_record(&self, job: &str, step: u64, err: &CheckpointError) {
         let id = JobId(job.to_string());
         let me = self.ckpt.agent.clone();
-        let recorded = self.services.state().job(&id).and_then(|r| r.checkpoints.get(&step).map(|c| c.holders.contains(&me)));
+        let recorded = self.services.cluster().state().job(&id).and_then(|r| r.checkpoints.get(&step).map(|c| c.holders.contains(&me)));
         if recorded != Some(true) {
             return;
         }
@@ -75,7 +76,7 @@ impl CheckpointServer {
         let services = self.services.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(err) = services.propose(command).await {
+                if let Err(err) = services.cluster().propose(command).await {
                     tracing::warn!(%err, "could not record the loss of a damaged checkpoint copy");
                 }
             });

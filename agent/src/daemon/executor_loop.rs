@@ -1,29 +1,29 @@
-//! Connects the replicated state to this agent's job processes, level-triggered:
-//! whenever the state changes (and every second anyway), the processes that run here are
-//! made to match the live attempts the state assigns to this agent, and what the
-//! processes report is proposed back as `JobEvent`s.
+//! The executor's glue to the cluster: whenever the state changes (and every second
+//! anyway) it reads this host's view through the cluster port, asks the pure
+//! [`reconcile`] what to do (start, stop, report, hand back) and does it; and it reports
+//! what the processes say as `JobEvent`s (`report_events`).
 //!
 //! Fencing: the executor acts only on applied state, never on proposals, and it stops
 //! every process here when this agent is cut off from a quorum (`fenced`), so a
 //! partitioned agent cannot keep GPUs busy with attempts the majority has given away.
 //! What the fence stops, and what a previous run of this agent left behind, is handed
-//! back rather than failed (see [`hand_back`](super::hand_back)).
+//! back rather than failed (see [`hand_back`](crate::executor::hand_back)).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use saturn_consensus::{
-    AttemptEvent as StateEvent, AttemptStatus, ClusterState, Command, DispatchKind, JobId, JobRecord, LiveAttempt,
-    STEP_TIME_METRIC,
-};
+use saturn_consensus::{AttemptEvent as StateEvent, DispatchKind, JobRecord, LiveAttempt};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{now_ms, AgentServices};
-use crate::checkpoint::{restore, take, Checkpoints};
-use super::gang;
-use super::hand_back::{preempt_before_exit, HandBacks};
+use crate::api::AgentServices;
+use crate::checkpoint::{restore, Checkpoints};
+use crate::cluster::{now_ms, HostView, Retry};
+use crate::executor::gang;
+use crate::executor::hand_back::HandBacks;
+use crate::executor::reconcile::{job_of, reconcile, Action, Grace, Memory};
+use crate::executor::report::{report, report_state_event, Reporter};
 use crate::executor::{AttemptEvent, AttemptKey, AttemptSpec, Gang, ProcessEvent, ProcessTable};
 
 /// How often the processes are reconciled even when the state does not change.
@@ -61,21 +61,25 @@ pub async fn run(
     mut fenced: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let hand_backs = HandBacks::default();
-    let reporter = tokio::spawn(report_events(services.clone(), events, hand_backs.clone(), ckpt.clone(), config.clone()));
-    let mut memory = Memory {
-        exits_seen: BTreeMap::new(),
-        hand_backs,
-        started_at_ms: now_ms(),
+    let mut glue = Glue {
+        memory: Memory::new(now_ms()),
         ckpt,
         preparing: Arc::new(std::sync::Mutex::new(BTreeSet::new())),
     };
+    let reporter = Reporter {
+        cluster: services.cluster(),
+        agent: config.agent.clone(),
+        data_dir: config.data_dir.clone(),
+        ckpt: glue.ckpt.clone(),
+        hand_backs: glue.memory.hand_backs.clone(),
+    };
+    let reporter = tokio::spawn(reporter.run(events));
     loop {
         if *shutdown.borrow() {
             break;
         }
         let cut_off = *fenced.borrow_and_update();
-        reconcile(&config, &services, &table, cut_off, &mut memory).await;
+        round(&config, &services, &table, cut_off, &mut glue).await;
         tokio::select! {
             _ = applied.changed() => {}
             _ = fenced.changed() => {}
@@ -86,96 +90,66 @@ pub async fn run(
     reporter.abort();
 }
 
-/// How long an exit may stay unreported in the state before the reconcile loop reports
-/// it again. The event reporter normally commits it (after the attempt's last progress
-/// and step time) within moments; reporting it earlier would overtake those.
-const EXIT_REPORT_AGAIN_AFTER: Duration = Duration::from_secs(10);
-
 /// What the reconcile loop carries from one round to the next.
-struct Memory {
-    /// When each exited-but-still-live attempt was first noticed.
-    exits_seen: BTreeMap<AttemptKey, Instant>,
-    /// Exits to report as hand-backs.
-    hand_backs: HandBacks,
-    /// When this run of the agent started (Unix ms).
-    started_at_ms: u64,
+struct Glue {
+    /// [`reconcile`]'s memory (hand-backs, exits seen).
+    memory: Memory,
     /// Checkpoint store and pulls.
     ckpt: Checkpoints,
     /// Attempts whose checkpoint is being restored before they start.
     preparing: Arc<std::sync::Mutex<BTreeSet<AttemptKey>>>,
 }
 
-/// One reconcile round: start what must run here, stop everything else.
-async fn reconcile(
-    config: &ExecutorLoopConfig,
-    services: &Arc<dyn AgentServices>,
-    table: &ProcessTable,
-    fenced: bool,
-    memory: &mut Memory,
-) {
-    let hand_backs = &memory.hand_backs;
-    if fenced {
-        let stopped = table.retain(&BTreeSet::new(), config.fence_kill_grace);
-        for key in &stopped {
-            hand_backs.add(key.clone());
-        }
-        if !stopped.is_empty() {
-            tracing::warn!(?stopped, "cut off from the cluster's quorum: stopping every job process here");
-        }
-        return;
-    }
+/// One reconcile round: [`reconcile`] decides, this carries its actions out.
+async fn round(config: &ExecutorLoopConfig, services: &Arc<dyn AgentServices>, table: &ProcessTable, fenced: bool, glue: &mut Glue) {
     // Only this host's attempts: a copy of the whole state on every apply, on every
     // agent, is what limited a 10,000-job cluster.
-    let state = services.host_view(&config.agent);
-    let mut keep = BTreeSet::new();
-    for (record, live) in state.attempts_on_host(&config.agent) {
-        let key = AttemptKey::new(record.id.0.clone(), live.attempt);
-        keep.insert(key.clone());
-        // Dispatched before this run of the agent started: the state it was read from may
-        // be stale (a restarted agent applies the log it missed only now), and a process
-        // of it may have run and ended already. Never started; handed back instead.
-        let from_before_start = live.dispatched_at_ms < memory.started_at_ms && table.finished(&key).is_none();
-        match live.status {
-            _ if from_before_start => hand_back_unstarted(services, table, hand_backs, &key, "ended when its agent restarted"),
-            AttemptStatus::Stopping => {
-                table.stop(&key, config.kill_grace);
-            }
-            // Started already (or ended): nothing to build; the ports below are probed
-            // only for an attempt about to start.
-            AttemptStatus::Running if table.running().contains(&key) || table.finished(&key).is_some() => {}
-            // Fetch first: a training attempt starts once its rank-0 host has restored
-            // the checkpoint it announces (`resumed`); rank 0 does that here.
-            AttemptStatus::Running if live.kind == DispatchKind::Train && !live.resumed => {
-                if live.placement.first().is_some_and(|hg| hg.host == config.agent) {
-                    prepare_checkpoint(config, services, table, memory, &record.id, key.clone());
+    let view = services.cluster().host_view(&config.agent);
+    let actions = reconcile(&view, table, fenced, Instant::now(), &mut glue.memory);
+    let hand_backs = glue.memory.hand_backs.clone();
+    let (mut fenced_stops, mut stale) = (Vec::new(), Vec::new());
+    for action in actions {
+        match action {
+            Action::Start { key } => {
+                let Some((record, live)) = attempt_of(&view, &key) else { continue };
+                match attempt_spec(config, &view, record, live, port_is_free) {
+                    Some(spec) => match rendezvous_port_taken(&spec, port_is_free) {
+                        Some(error) => fail_unstarted(services, table, &key, error),
+                        None => {
+                            table.ensure_running(&spec).await;
+                        }
+                    },
+                    None => tracing::warn!(job = %record.id, "cannot build the attempt's spec; not starting it"),
                 }
             }
-            AttemptStatus::Running => match attempt_spec(config, &state, record, live, port_is_free) {
-                Some(spec) => match rendezvous_port_taken(&spec, port_is_free) {
-                    Some(error) => fail_unstarted(services, table, &key, error),
-                    None => {
-                        table.ensure_running(&spec).await;
-                    }
-                },
-                None => tracing::warn!(job = %record.id, "cannot build the attempt's spec; not starting it"),
-            },
-        }
-        // An exit whose report was not committed (leader change, partition) is reported
-        // again: the state still lists the attempt as live until it is.
-        if let Some(exited) = table.finished(&key) {
-            let first_seen = *memory.exits_seen.entry(key.clone()).or_insert_with(Instant::now);
-            if table.pid(&key).is_none() && first_seen.elapsed() > EXIT_REPORT_AGAIN_AFTER {
-                propose_event(services.as_ref(), &key, exited, &mut Vec::new(), hand_backs).await;
+            Action::Restore { key } => prepare_checkpoint(config, services, table, glue, key),
+            Action::Stop { key, grace: Grace::Fence } => {
+                table.stop(&key, config.fence_kill_grace);
+                fenced_stops.push(key);
             }
+            Action::Stop { key, grace: Grace::Normal } => {
+                table.stop(&key, config.kill_grace);
+                if attempt_of(&view, &key).is_none() {
+                    stale.push(key);
+                }
+            }
+            Action::Report { key, exited } => {
+                report(services.cluster().as_ref(), &key, exited, &mut Vec::new(), &hand_backs).await;
+            }
+            Action::HandBack { key, why } => hand_back_unstarted(services, table, &hand_backs, &key, &why),
         }
     }
-    memory.exits_seen.retain(|key, _| keep.contains(key));
-    let running: BTreeSet<AttemptKey> = table.running().into_iter().collect();
-    hand_backs.retain(|key| keep.contains(key) || running.contains(key));
-    let stale = table.retain(&keep, config.kill_grace);
+    if !fenced_stops.is_empty() {
+        tracing::warn!(stopped = ?fenced_stops, "cut off from the cluster's quorum: stopping every job process here");
+    }
     if !stale.is_empty() {
         tracing::info!(?stale, "stopping attempts the cluster no longer runs here");
     }
+}
+
+/// The job record and live attempt `key` names in `view`.
+fn attempt_of<'a>(view: &'a HostView, key: &AttemptKey) -> Option<(&'a JobRecord, &'a LiveAttempt)> {
+    view.attempts().find(|(record, live)| record.id.0 == key.job && live.attempt == key.attempt)
 }
 
 /// Marks an attempt of a former run of this agent as ended here (never to be started)
@@ -187,31 +161,24 @@ fn hand_back_unstarted(services: &Arc<dyn AgentServices>, table: &ProcessTable, 
     table.mark_finished(key, exited.clone());
     hand_backs.add(key.clone());
     let (services, hand_backs, key) = (services.clone(), hand_backs.clone(), key.clone());
-    tokio::spawn(async move { propose_event(services.as_ref(), &key, exited, &mut Vec::new(), &hand_backs).await });
+    tokio::spawn(async move { report(services.cluster().as_ref(), &key, exited, &mut Vec::new(), &hand_backs).await });
 }
 
 /// Starts restoring the checkpoint of a training attempt whose rank 0 is this host
 /// (once per attempt), then reports the step restored, or hands the attempt back.
-fn prepare_checkpoint(
-    config: &ExecutorLoopConfig,
-    services: &Arc<dyn AgentServices>,
-    table: &ProcessTable,
-    memory: &Memory,
-    job: &JobId,
-    key: AttemptKey,
-) {
-    if !memory.preparing.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+fn prepare_checkpoint(config: &ExecutorLoopConfig, services: &Arc<dyn AgentServices>, table: &ProcessTable, glue: &Glue, key: AttemptKey) {
+    if !glue.preparing.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
         return;
     }
-    let (ckpt, services, table, hand_backs) = (memory.ckpt.clone(), services.clone(), table.clone(), memory.hand_backs.clone());
-    let (preparing, job, live_dir) = (memory.preparing.clone(), job.clone(), crate::executor::checkpoint_dir(&config.data_dir, &key.job));
+    let (ckpt, services, table, hand_backs) = (glue.ckpt.clone(), services.clone(), table.clone(), glue.memory.hand_backs.clone());
+    let (preparing, job, live_dir) = (glue.preparing.clone(), job_of(&key), crate::executor::checkpoint_dir(&config.data_dir, &key.job));
     tokio::spawn(async move {
         match restore::prepare(&ckpt, services.as_ref(), &job, &live_dir).await {
             restore::Prepared::Ready { step, note } => {
                 if let Some(note) = &note {
                     tracing::warn!(%key, step, note, "resuming from an older checkpoint than recorded");
                 }
-                propose_state_event(services.as_ref(), &key, StateEvent::Resumed { step, note }, true).await;
+                report_state_event(services.cluster().as_ref(), &key, StateEvent::Resumed { step, note }, Retry::PERSIST).await;
             }
             restore::Prepared::HandBack(why) => {
                 tracing::warn!(%key, why, "no checkpoint could be restored: handing the attempt back");
@@ -229,7 +196,7 @@ fn fail_unstarted(services: &Arc<dyn AgentServices>, table: &ProcessTable, key: 
     let exited = ProcessEvent::Exited { code: None, signal: None, error: Some(error) };
     table.mark_finished(key, exited.clone());
     let (services, key) = (services.clone(), key.clone());
-    tokio::spawn(async move { propose_event(services.as_ref(), &key, exited, &mut Vec::new(), &HandBacks::default()).await });
+    tokio::spawn(async move { report(services.cluster().as_ref(), &key, exited, &mut Vec::new(), &HandBacks::default()).await });
 }
 
 /// Whether a TCP port is free on this host right now (for every address).
@@ -254,16 +221,16 @@ fn rendezvous_port_taken(spec: &AttemptSpec, is_free: impl Fn(u16) -> bool) -> O
 /// a single-host job, which may pick any free port of its block.
 fn attempt_spec(
     config: &ExecutorLoopConfig,
-    state: &ClusterState,
+    view: &HostView,
     record: &JobRecord,
     live: &LiveAttempt,
     is_free: impl Fn(u16) -> bool,
 ) -> Option<AttemptSpec> {
     let rank = live.placement.iter().position(|hg| hg.host == config.agent)?;
     let here = &live.placement[rank];
-    let agent = state.agents.get(&config.agent)?;
+    let agent = view.agent(&config.agent)?;
     let gpu = here.gpus.first().and_then(|index| agent.gpus.iter().find(|g| g.index == *index));
-    let gang = gang_of(config, state, record, live, rank, is_free);
+    let gang = gang_of(config, view, record, live, rank, is_free);
     let profile_steps = match &live.kind {
         DispatchKind::Trial { steps, .. } => Some(*steps),
         DispatchKind::Train => None,
@@ -288,10 +255,10 @@ fn attempt_spec(
     })
 }
 
-/// The gang variables of rank `rank` of `live` (see [`gang`](super::gang)).
+/// The gang variables of rank `rank` of `live` (see [`gang`]).
 fn gang_of(
     config: &ExecutorLoopConfig,
-    state: &ClusterState,
+    view: &HostView,
     record: &JobRecord,
     live: &LiveAttempt,
     rank: usize,
@@ -320,7 +287,7 @@ fn gang_of(
             peers: Vec::new(),
         };
     }
-    let addrs = |host: &str| state.agents.get(host).map(|a| a.node.addrs.clone()).unwrap_or_default();
+    let addrs = |host: &str| view.agent(host).map(|a| a.node.addrs.clone()).unwrap_or_default();
     let all: Vec<Vec<String>> = placement.iter().map(|hg| addrs(&hg.host)).collect();
     // Where rank `i` is reached from the other ranks; its name when it announced nothing usable.
     let reached_at = |i: usize| {
@@ -341,118 +308,3 @@ fn gang_of(
 
 /// `MASTER_ADDR` and `SATURN_NODE_ADDR` of a job whose ranks all run on this host.
 const LOOPBACK: &str = "127.0.0.1";
-
-/// Proposes what the processes report, in order per attempt. Metrics seen between two
-/// step reports travel with the next one. Progress is best-effort (a newer report
-/// follows), except the last one before an exit: whether exit 0 means "completed"
-/// depends on the final step count, so it is re-sent reliably ahead of the `Exited`.
-async fn report_events(
-    services: Arc<dyn AgentServices>,
-    mut events: mpsc::UnboundedReceiver<AttemptEvent>,
-    hand_backs: HandBacks,
-    ckpt: Checkpoints,
-    config: ExecutorLoopConfig,
-) {
-    let mut pending_metrics: BTreeMap<AttemptKey, Vec<(String, f64)>> = BTreeMap::new();
-    let mut unsent_step: BTreeMap<AttemptKey, u64> = BTreeMap::new();
-    while let Some(AttemptEvent { key, event }) = events.recv().await {
-        match &event {
-            ProcessEvent::Metric { name, value } => {
-                let metrics = pending_metrics.entry(key).or_default();
-                metrics.retain(|(n, _)| n != name);
-                metrics.push((name.clone(), *value));
-                continue;
-            }
-            // Only the rank-0 host of a training attempt has the job's checkpoint; a
-            // trial's or another rank's checkpoint line is not the job's.
-            ProcessEvent::Checkpoint { step } => {
-                if writes_checkpoints(services.as_ref(), &config.agent, &key) {
-                    let live_dir = crate::executor::checkpoint_dir(&config.data_dir, &key.job);
-                    let event = take::take(&ckpt, &key.job, *step, live_dir).await;
-                    propose_state_event(services.as_ref(), &key, event, true).await;
-                }
-                continue;
-            }
-            ProcessEvent::Exited { .. } => {
-                if let Some(step) = unsent_step.remove(&key) {
-                    let mut metrics = pending_metrics.remove(&key).unwrap_or_default();
-                    let progress = StateEvent::Progress { step, metrics: std::mem::take(&mut metrics) };
-                    propose_state_event(services.as_ref(), &key, progress, true).await;
-                }
-            }
-            _ => {}
-        }
-        let step = match &event {
-            ProcessEvent::Step { step, .. } => Some(*step),
-            _ => None,
-        };
-        let mut metrics = pending_metrics.remove(&key).unwrap_or_default();
-        let committed = propose_event(services.as_ref(), &key, event, &mut metrics, &hand_backs).await;
-        if let Some(step) = step {
-            if committed {
-                unsent_step.remove(&key);
-            } else {
-                unsent_step.insert(key, step);
-            }
-        }
-    }
-}
-
-/// Whether this host writes the checkpoints of `key`: rank 0 of a training attempt.
-fn writes_checkpoints(services: &dyn AgentServices, agent: &str, key: &AttemptKey) -> bool {
-    let state = services.host_view(agent);
-    state
-        .live_attempt(&JobId(key.job.clone()))
-        .filter(|live| live.attempt == key.attempt && live.kind == DispatchKind::Train)
-        .is_some_and(|live| live.placement.first().is_some_and(|hg| hg.host == agent))
-}
-
-/// Proposes one process event; returns whether it was committed. The exit of a
-/// hand-back follows a committed `Preempt`, so it does not count as a failure.
-async fn propose_event(
-    services: &dyn AgentServices,
-    key: &AttemptKey,
-    event: ProcessEvent,
-    metrics: &mut Vec<(String, f64)>,
-    hand_backs: &HandBacks,
-) -> bool {
-    let (state_event, important) = match event {
-        ProcessEvent::Started { .. } => (StateEvent::Started, true),
-        ProcessEvent::Step { step, .. } => (StateEvent::Progress { step, metrics: std::mem::take(metrics) }, false),
-        ProcessEvent::StepTime { seconds_per_step, .. } => {
-            (StateEvent::Progress { step: 0, metrics: vec![(STEP_TIME_METRIC.to_string(), seconds_per_step)] }, true)
-        }
-        ProcessEvent::Checkpoint { step } => (StateEvent::Checkpoint { step }, true),
-        ProcessEvent::Metric { .. } => return true,
-        ProcessEvent::Exited { code, signal, error } => {
-            if hand_backs.contains(key) && !preempt_before_exit(services, key).await {
-                return false;
-            }
-            let error = error.or_else(|| signal.map(|s| format!("killed by signal {s}")));
-            (StateEvent::Exited { code, error }, true)
-        }
-    };
-    propose_state_event(services, key, state_event, important).await
-}
-
-/// Commits one attempt event. Important ones are retried for a while (a leader change
-/// takes a second or two) as long as the attempt is still live.
-async fn propose_state_event(services: &dyn AgentServices, key: &AttemptKey, event: StateEvent, important: bool) -> bool {
-    let job = JobId(key.job.clone());
-    let tries = if important { 30 } else { 1 };
-    for round in 0..tries {
-        let command = Command::JobEvent { job: job.clone(), attempt: key.attempt, event: event.clone(), at_ms: now_ms() };
-        match services.propose(command).await {
-            Ok(_) => return true,
-            Err(err) => {
-                tracing::debug!(%key, %err, round, "reporting a job event failed");
-                if !services.state().is_live(&job, key.attempt) {
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    tracing::warn!(%key, "gave up reporting a job event; the reconcile loop will report the exit again");
-    false
-}

@@ -21,7 +21,7 @@ use saturn_consensus::membership::{caught_up_members, formation, plan_membership
 use saturn_consensus::{node_id_for_peer, AgentNode, ConsensusNode};
 
 use super::soft::SoftState;
-use crate::api::now_ms;
+use crate::cluster::now_ms;
 
 /// How often formation and upkeep run.
 const TICK: Duration = Duration::from_millis(500);

@@ -5,22 +5,29 @@
 //! - [`raft_net`]: Raft RPCs over the mesh.
 //! - [`membership`]: cluster formation and voter upkeep.
 //! - [`soft`]: heartbeats and the failure detector.
-//! - [`executor_loop`]: replicated state → job processes, and their events back.
-//! - [`gang`]: the address and port a gang's ranks meet at.
-//! - [`hand_back`]: exits that are the agent's doing (fence, restart), not the job's.
+//! - [`executor_loop`]: the glue between the cluster port and the process table: carries
+//!   out `executor::reconcile`'s actions and reports what the processes say.
 //! - [`services`]: what the API and loops call on the agent.
 //! - [`logs`]: job logs across hosts.
-//! - `tasks`: the mesh event loop, heartbeats and the quorum fence.
+//! - `inbound`: mesh requests (Raft, logs, checkpoints) and heartbeats in.
+//! - `heartbeats`: this agent's heartbeat out.
+//! - `fence`: the quorum fence and the job watchdogs' lease.
+//! - `leader_watch`: leader changes, counted and logged.
+//! - `scheduler_task`: the scheduler over the cluster port, and its metrics.
+//! - `data_dir`: one agent per data dir.
 
 pub mod executor_loop;
-pub mod gang;
-pub mod hand_back;
 pub mod logs;
 pub mod membership;
 pub mod raft_net;
 pub mod services;
 pub mod soft;
-mod tasks;
+mod data_dir;
+mod fence;
+mod heartbeats;
+mod inbound;
+mod leader_watch;
+mod scheduler_task;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,7 +38,8 @@ use anyhow::{Context, Result};
 use saturn_consensus::{AgentNode, Command, ConsensusNode, GpuInfo, NodeConfig};
 use tokio::sync::watch;
 
-use crate::api::{self, now_ms, AgentServices, ApiState};
+use crate::api::{self, AgentServices, ApiState};
+use crate::cluster::{Cluster, Retry};
 use crate::checkpoint::peers::MeshPeers;
 use crate::checkpoint::serve::CheckpointServer;
 use crate::checkpoint::{Checkpoints, Store};
@@ -62,8 +70,6 @@ pub struct DaemonSettings {
     pub api_token: Option<String>,
     /// This host's GPUs.
     pub gpus: Vec<GpuInfo>,
-    /// Whether the GPUs are simulated (utilisation is then derived from the state).
-    pub simulated_gpus: bool,
     /// Pre-shared mesh key.
     pub cluster_key: Option<PreSharedKey>,
     /// mDNS discovery on the LAN.
@@ -109,7 +115,7 @@ impl DaemonSettings {
 pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("data dir {} is not writable", settings.data_dir.display()))?;
-    let _lock = tasks::lock_data_dir(&settings.data_dir)?;
+    let _lock = data_dir::lock_data_dir(&settings.data_dir)?;
     let api_listener = tokio::net::TcpListener::bind(settings.api)
         .await
         .with_context(|| format!("cannot listen for the API on {}", settings.api))?;
@@ -173,27 +179,28 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     let ckpt_server = CheckpointServer { ckpt: ckpt.clone(), services: services.clone() };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (fenced_tx, fenced) = watch::channel(false);
-    let members = tasks::Members::default();
     let mut handles = vec![
-        tokio::spawn(tasks::mesh_events(
+        tokio::spawn(inbound::mesh_events(
             mesh_events,
             node.clone(),
             soft.clone(),
             settings.data_dir.clone(),
-            members.clone(),
             ckpt_server,
         )),
-        tokio::spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), node.subscribe(), stop_rx.clone())),
-        tokio::spawn(tasks::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone(), members.clone())),
-        tokio::spawn(tasks::watch_raft(node.clone(), services.leader_changes.clone())),
-        tokio::spawn(tasks::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
+        tokio::spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), services.cluster.applied(), stop_rx.clone())),
+        tokio::spawn(heartbeats::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone())),
+        tokio::spawn(leader_watch::watch_raft(node.clone(), services.leader_changes.clone())),
+        tokio::spawn(fence::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
         tokio::spawn(membership::run(
             node.clone(),
             soft.clone(),
             settings.bootstrap_expect,
             settings.join.iter().map(ToString::to_string).collect(),
             settings.grace_period,
-            members.not_members_fn(soft.clone()),
+            {
+                let soft = soft.clone();
+                move || soft.founders(std::time::Instant::now())
+            },
         )),
     ];
     let exec_config = executor_loop::ExecutorLoopConfig {
@@ -210,11 +217,11 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         services.clone(),
         table.clone(),
         process_events,
-        node.subscribe(),
+        services.cluster.applied(),
         fenced.clone(),
         stop_rx.clone(),
     ));
-    handles.push(tokio::spawn(tasks::scheduler(settings.clone(), node.clone(), soft.clone(), services.clone())));
+    handles.push(tokio::spawn(scheduler_task::scheduler(settings.clone(), soft.clone(), services.clone())));
     // An agent whose --checkpoint-root is not the cluster's shared storage must not run.
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
     if let Some(root) = settings.checkpoint_root.clone() {
@@ -273,7 +280,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         }
     };
     tracing::info!("stopping: handing running jobs back");
-    hand_back_jobs(&settings.name, services.as_ref()).await;
+    hand_back_jobs(&settings.name, services.cluster.as_ref()).await;
     let _ = stop_tx.send(true);
     table.shutdown(settings.kill_grace).await;
     // Give the reports of the exits a moment to be committed.
@@ -334,7 +341,7 @@ pub fn reset_data(data_dir: &std::path::Path, confirmed: bool) -> Result<String>
     if !data_dir.exists() {
         return Ok(format!("{} does not exist: nothing to reset", data_dir.display()));
     }
-    let _lock = tasks::lock_data_dir(data_dir)?;
+    let _lock = data_dir::lock_data_dir(data_dir)?;
     if !raft.exists() {
         return Ok(format!("{} holds no cluster state: nothing to reset", data_dir.display()));
     }
@@ -356,19 +363,17 @@ async fn kill_consensus_when(node: Arc<ConsensusNode>, trigger: PathBuf) {
     node.kill_core_for_test().await;
 }
 
-/// Preempts this agent's running attempts, so that their exits on SIGTERM are hand-backs
-/// (the jobs go back to `scheduled` at their checkpoint) rather than failures.
-async fn hand_back_jobs(agent: &str, services: &dyn AgentServices) {
-    let state = services.state();
-    let mine: Vec<_> = state
-        .attempts_on_host(agent)
-        .map(|(record, live)| (record.id.clone(), live.attempt))
-        .collect();
+/// Preempts this agent's running attempts (one try each, [`Retry::ONCE`], of at most
+/// 3 s: the agent is stopping), so that their exits on SIGTERM are hand-backs (the jobs
+/// go back to `scheduled` at their checkpoint) rather than failures. A preemption rather
+/// than a `HandBack` event: the gang's other hosts must stop their part too.
+async fn hand_back_jobs(agent: &str, cluster: &dyn Cluster) {
+    let mine: Vec<_> = cluster.host_view(agent).attempts().map(|(record, live)| (record.id.clone(), live.attempt)).collect();
     for (job, attempt) in mine {
-        let preempt = Command::Preempt { job: job.clone(), attempt, at_ms: now_ms() };
-        match tokio::time::timeout(Duration::from_secs(3), services.propose(preempt)).await {
-            Ok(Ok(_)) => {}
-            _ => tracing::warn!(%job, "could not hand the job back; the leader will reschedule it after the grace period"),
+        let preempt = |at_ms| Command::Preempt { job: job.clone(), attempt, at_ms };
+        let proposed = crate::cluster::propose_retrying(cluster, Retry::ONCE, preempt, |_| false);
+        if !matches!(tokio::time::timeout(Duration::from_secs(3), proposed).await, Ok(true)) {
+            tracing::warn!(%job, "could not hand the job back; the leader will reschedule it after the grace period");
         }
     }
 }

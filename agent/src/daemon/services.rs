@@ -1,5 +1,5 @@
 //! [`AgentServices`] of the running agent: what the API, the executor loop and the
-//! scheduler call, backed by the consensus node, the soft state and the mesh.
+//! checkpoint tasks call, backed by the cluster port, the soft state and the mesh.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use saturn_consensus::codec::{decode, encode};
-use saturn_consensus::{ClusterState, Command, CommandResult, ConsensusNode, JobId};
+use saturn_consensus::{ConsensusNode, JobId};
 
 use super::logs::{self, LogsRequest, LogsResponse};
 use super::soft::SoftState;
 use crate::api::{AgentServices, ExtraMetric, LogPiece, RaftView, ServiceError, SoftView};
+use crate::cluster::{Cluster, NodeCluster};
 use crate::mesh::{Channel, MeshHandle, MeshRequest, MeshResponse, PeerId};
 
 /// The running agent as the API sees it.
@@ -21,8 +22,10 @@ pub struct Services {
     pub name: String,
     /// Its data dir (job logs are read from here).
     pub data_dir: PathBuf,
-    /// The consensus node.
+    /// The consensus node (Raft metrics, the cluster guard).
     pub node: Arc<ConsensusNode>,
+    /// The cluster port over `node`.
+    pub cluster: Arc<NodeCluster>,
     /// Heartbeats and health.
     pub soft: Arc<SoftState>,
     /// The mesh.
@@ -33,9 +36,6 @@ pub struct Services {
     pub extra: Arc<Mutex<Vec<ExtraMetric>>>,
     /// Checkpoint replication totals (shared with the checkpoint tasks).
     pub checkpoint_stats: Arc<crate::checkpoint::CheckpointStats>,
-    /// The last state copy handed out, with the applied index it was taken at: copies are
-    /// made at most once per apply however many requests ask.
-    cache: Mutex<(u64, Arc<ClusterState>)>,
 }
 
 impl Services {
@@ -44,13 +44,13 @@ impl Services {
         Self {
             name,
             data_dir,
+            cluster: Arc::new(NodeCluster::new(node.clone())),
             node,
             soft,
             mesh,
             leader_changes: Arc::new(AtomicU64::new(0)),
             extra: Arc::new(Mutex::new(Vec::new())),
             checkpoint_stats: Arc::default(),
-            cache: Mutex::new((u64::MAX, Arc::new(ClusterState::default()))),
         }
     }
 
@@ -78,18 +78,8 @@ impl AgentServices for Services {
         self.name.clone()
     }
 
-    fn state(&self) -> Arc<ClusterState> {
-        let applied = *self.node.subscribe().borrow();
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != applied {
-            *cache = (applied, Arc::new(self.node.state()));
-        }
-        cache.1.clone()
-    }
-
-    fn host_view(&self, host: &str) -> ClusterState {
-        // Read in place under the state's lock: the copy is of this host's few jobs only.
-        self.node.read(|state| crate::api::services::host_view_of(state, host))
+    fn cluster(&self) -> Arc<dyn Cluster> {
+        self.cluster.clone()
     }
 
     fn raft(&self) -> RaftView {
@@ -113,12 +103,8 @@ impl AgentServices for Services {
         self.soft.view(Instant::now())
     }
 
-    async fn propose(&self, command: Command) -> Result<CommandResult, ServiceError> {
-        self.node.propose(command).await.map_err(|e| ServiceError::Unavailable(e.to_string()))
-    }
-
     async fn read_log(&self, job: &JobId, cursor: u64, max_bytes: usize) -> Result<LogPiece, ServiceError> {
-        let state = self.state();
+        let state = self.cluster.state();
         let record = state.job(job).ok_or_else(|| ServiceError::NotFound(format!("no job {job}")))?;
         if record.attempt == 0 {
             return Ok(LogPiece { data: Vec::new(), next_offset: cursor });

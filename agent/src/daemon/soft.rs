@@ -139,6 +139,24 @@ impl SoftState {
             .collect()
     }
 
+    /// Alive agents that belong to no cluster yet and may form one (`--bootstrap-expect`),
+    /// by what their last heartbeats say: the candidates for forming one. Agents given
+    /// only `--join` are never founders. Empty as soon as any alive agent says it is a
+    /// member: a cluster exists, and its leader will add this agent as a learner, so
+    /// forming another would split the mesh.
+    pub fn founders(&self, now: Instant) -> Vec<AgentNode> {
+        let alive = self.alive_nodes(now);
+        let said = |name: &str| {
+            let inner = self.lock();
+            let heartbeat = if name == self.self_name { inner.own.as_ref() } else { inner.heard.get(name).map(|h| &h.heartbeat) };
+            heartbeat.map_or((false, false), |h| (h.member, h.forms))
+        };
+        if alive.iter().any(|n| said(&n.name).0) {
+            return Vec::new();
+        }
+        alive.into_iter().filter(|n| said(&n.name).1).collect()
+    }
+
     /// How long ago `name` was last heard from.
     pub fn silent_for(&self, name: &str, now: Instant) -> Option<Duration> {
         self.lock().heard.get(name).map(|h| now.saturating_duration_since(h.at))

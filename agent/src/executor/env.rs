@@ -219,9 +219,9 @@ mod tests {
         // A MIG inventory as discovery numbers it: whole GPU 0, then two instances of
         // GPU 1 numbered after all whole GPUs (2, 3).
         let inventory = [
-            crate::gpus::GpuInfo { index: 0, uuid: "GPU-aaaa".into(), model: "A100".into(), memory_mib: 81920, simulated: false },
-            crate::gpus::GpuInfo { index: 2, uuid: "MIG-1111-2222".into(), model: "A100 1g.10gb".into(), memory_mib: 9856, simulated: false },
-            crate::gpus::GpuInfo { index: 3, uuid: "MIG-3333-4444".into(), model: "A100 1g.10gb".into(), memory_mib: 9856, simulated: false },
+            crate::gpus::HostGpu { index: 0, uuid: "GPU-aaaa".into(), model: "A100".into(), memory_mib: 81920, simulated: false },
+            crate::gpus::HostGpu { index: 2, uuid: "MIG-1111-2222".into(), model: "A100 1g.10gb".into(), memory_mib: 9856, simulated: false },
+            crate::gpus::HostGpu { index: 3, uuid: "MIG-3333-4444".into(), model: "A100 1g.10gb".into(), memory_mib: 9856, simulated: false },
         ];
         let mut spec = spec();
         spec.cuda_ids = crate::gpus::cuda_ids(&inventory);

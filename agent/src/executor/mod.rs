@@ -9,15 +9,25 @@
 //! - [`logs`]: bounded, rotated per-attempt logs and reading them back.
 //! - [`pidfile`]: records of live processes and ending leftovers after a crash.
 //! - [`step_time`]: step time of trial runs; [`throttle`]: rate limiting of progress.
+//! - [`reconcile`]: the pure decisions (start, stop, report, hand back) from this host's
+//!   view of the state and the process table; [`report`]: process events as commands
+//!   through the cluster port; [`hand_back`]: which exits are the agent's doing;
+//!   [`gang`]: the address and port a gang's ranks meet at.
 
 pub mod env;
 pub mod event;
+pub mod gang;
+pub mod hand_back;
 pub mod lines;
 pub mod logs;
 pub mod pidfile;
 pub mod process;
 pub mod procfs;
 pub mod protocol;
+pub mod reconcile;
+#[cfg(test)]
+mod reconcile_tests;
+pub mod report;
 mod spawner;
 pub mod spec;
 pub mod step_time;

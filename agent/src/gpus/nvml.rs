@@ -1,105 +1,61 @@
-//! `--gpus auto`: GPUs and their load from the NVIDIA driver, through NVML.
+//! `--gpus auto`: the GPUs the NVIDIA driver reports, through NVML.
 
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 
-use super::{mig, GpuInfo, GpuLoad};
+use super::{mig, HostGpu};
 
 const MIB: u64 = 1024 * 1024;
 /// `nvmlDeviceGetMigMode`'s value for "MIG enabled" (`NVML_DEVICE_MIG_ENABLE`).
 const MIG_ENABLED: u32 = 1;
 
-/// An open NVML session and the GPUs it found.
-pub(super) struct NvmlGpus {
-    nvml: Nvml,
-    gpus: Vec<GpuInfo>,
-}
-
-impl NvmlGpus {
-    /// Opens NVML and lists the GPUs. `Err` is the reason there are none, for one log
-    /// line: a host without an NVIDIA driver is normal, not a failure.
-    pub fn open() -> Result<Self, String> {
-        let nvml = Nvml::init().map_err(|err| describe_init_error(&err))?;
-        let count = nvml
-            .device_count()
-            .map_err(|err| format!("NVML could not count the GPUs: {err}"))?;
-        let mut gpus = Vec::new();
-        let mut mig_instances = Vec::new();
-        for index in 0..count {
-            let device = match nvml.device_by_index(index) {
-                Ok(device) => device,
-                Err(err) => {
-                    tracing::warn!(index, %err, "skipping a GPU that NVML cannot open");
-                    continue;
-                }
-            };
-            if device
-                .mig_mode()
-                .is_ok_and(|mode| mode.current == MIG_ENABLED)
-            {
-                // A GPU in MIG mode is offered as its instances: CUDA sees those, not it.
-                mig_instances.extend(
-                    mig::instances(&nvml, &device)
-                        .into_iter()
-                        .filter_map(|d| describe(&d, 0).ok()),
-                );
-            } else {
-                match describe(&device, index) {
-                    Ok(gpu) => gpus.push(gpu),
-                    Err(err) => {
-                        tracing::warn!(index, %err, "skipping a GPU whose identity NVML cannot read")
-                    }
-                }
-            }
-        }
-        // MIG instances are numbered after every whole GPU, so a whole GPU's index stays
-        // its NVML index.
-        for (offset, mut instance) in mig_instances.into_iter().enumerate() {
-            instance.index = count + offset as u32;
-            gpus.push(instance);
-        }
-        Ok(NvmlGpus { nvml, gpus })
-    }
-
-    pub fn gpus(&self) -> &[GpuInfo] {
-        &self.gpus
-    }
-
-    /// The current load of `gpu`; zeros (and a debug log) when NVML cannot read it.
-    pub fn load(&self, gpu: &GpuInfo) -> GpuLoad {
-        let device = match self.nvml.device_by_uuid(gpu.uuid.as_str()) {
+/// Opens NVML and lists the GPUs. `Err` is the reason there are none, for one log
+/// line: a host without an NVIDIA driver is normal, not a failure.
+pub(super) fn discover() -> Result<Vec<HostGpu>, String> {
+    let nvml = Nvml::init().map_err(|err| describe_init_error(&err))?;
+    let count = nvml
+        .device_count()
+        .map_err(|err| format!("NVML could not count the GPUs: {err}"))?;
+    let mut gpus = Vec::new();
+    let mut mig_instances = Vec::new();
+    for index in 0..count {
+        let device = match nvml.device_by_index(index) {
             Ok(device) => device,
             Err(err) => {
-                tracing::debug!(index = gpu.index, %err, "cannot sample GPU load");
-                return GpuLoad {
-                    index: gpu.index,
-                    utilization_pct: 0,
-                    memory_used_mib: 0,
-                    processes: Vec::new(),
-                };
+                tracing::warn!(index, %err, "skipping a GPU that NVML cannot open");
+                continue;
             }
         };
-        let processes: Vec<u32> = device
-            .running_compute_processes()
-            .map(|ps| ps.iter().map(|p| p.pid).collect())
-            .unwrap_or_default();
-        // MIG instances have no utilisation counter; a process on one means it is in use.
-        let utilization_pct = device
-            .utilization_rates()
-            .map(|u| u.gpu)
-            .unwrap_or(if processes.is_empty() { 0 } else { 100 });
-        let memory_used_mib = device.memory_info().map(|m| m.used / MIB).unwrap_or(0);
-        GpuLoad {
-            index: gpu.index,
-            utilization_pct,
-            memory_used_mib,
-            processes,
+        if device
+            .mig_mode()
+            .is_ok_and(|mode| mode.current == MIG_ENABLED)
+        {
+            // A GPU in MIG mode is offered as its instances: CUDA sees those, not it.
+            mig_instances.extend(
+                mig::instances(&nvml, &device)
+                    .into_iter()
+                    .filter_map(|d| describe(&d, 0).ok()),
+            );
+        } else {
+            match describe(&device, index) {
+                Ok(gpu) => gpus.push(gpu),
+                Err(err) => {
+                    tracing::warn!(index, %err, "skipping a GPU whose identity NVML cannot read")
+                }
+            }
         }
     }
+    // MIG instances are numbered after every whole GPU, so a whole GPU's index stays
+    // its NVML index.
+    for (offset, mut instance) in mig_instances.into_iter().enumerate() {
+        instance.index = count + offset as u32;
+        gpus.push(instance);
+    }
+    Ok(gpus)
 }
 
-fn describe(device: &Device<'_>, index: u32) -> Result<GpuInfo, NvmlError> {
-    Ok(GpuInfo {
+fn describe(device: &Device<'_>, index: u32) -> Result<HostGpu, NvmlError> {
+    Ok(HostGpu {
         index,
         uuid: device.uuid()?,
         model: device.name()?,

@@ -26,15 +26,47 @@ const INITIAL_READ_BUFFER: usize = 64 * 1024;
 
 /// Which subsystem a request is for; the daemon routes on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "WireChannel", try_from = "WireChannel")]
 pub enum Channel {
     /// Raft RPCs (append entries, vote, snapshot) of the consensus layer.
     Raft,
     /// Fetching job log output from the agent that ran the job.
     Logs,
-    /// Everything else between agents (forwarded client writes, status queries, ...).
-    Control,
     /// Checkpoint copies pulled between agents (manifests and chunks).
     Checkpoint,
+}
+
+/// [`Channel`] as the wire numbers it: bincode encodes a variant by its index, and index
+/// 2 was a control channel that no agent ever served, so `Checkpoint` stays 3.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+enum WireChannel {
+    Raft,
+    Logs,
+    RetiredControl,
+    Checkpoint,
+}
+
+impl From<Channel> for WireChannel {
+    fn from(channel: Channel) -> Self {
+        match channel {
+            Channel::Raft => WireChannel::Raft,
+            Channel::Logs => WireChannel::Logs,
+            Channel::Checkpoint => WireChannel::Checkpoint,
+        }
+    }
+}
+
+impl TryFrom<WireChannel> for Channel {
+    type Error = &'static str;
+
+    fn try_from(wire: WireChannel) -> Result<Self, Self::Error> {
+        match wire {
+            WireChannel::Raft => Ok(Channel::Raft),
+            WireChannel::Logs => Ok(Channel::Logs),
+            WireChannel::Checkpoint => Ok(Channel::Checkpoint),
+            WireChannel::RetiredControl => Err("channel 2 (control) is not served"),
+        }
+    }
 }
 
 /// A request to a peer: an opaque body for one channel.
@@ -316,7 +348,7 @@ mod tests {
         assert!(read(vec![0, 0, 0, 20, 1]).is_err());
         let mut valid = Vec::new();
         let request = MeshRequest {
-            channel: Channel::Control,
+            channel: Channel::Logs,
             body: b"hi".to_vec(),
         };
         block_on(write_frame(&mut valid, &encode(&request).expect("encodes"))).expect("writes");

@@ -1,5 +1,5 @@
-//! Soft state that travels by gossip (topic [`GOSSIP_TOPIC`]): heartbeats with GPU load,
-//! and news that a profile was measured. Fine to lose; never the source of truth.
+//! Soft state that travels by gossip (topic [`GOSSIP_TOPIC`]): heartbeats with GPU load.
+//! Fine to lose; never the source of truth.
 //!
 //! Wire format: bincode (standard config) of [`Gossip`], at most [`MAX_GOSSIP_BYTES`].
 //! Add variants only at the end: an agent that does not know a variant ignores the
@@ -39,8 +39,9 @@ impl Topic {
 /// Largest gossip message accepted or sent (gossipsub's `max_transmit_size`).
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 
-/// Number of [`Gossip`] variants this version understands; see [`Gossip::decode`].
-const KNOWN_KINDS: u32 = 2;
+/// Number of [`Gossip`] variants this version understands; see [`Gossip::decode`]. (Kind
+/// 1 was a profile announcement that no agent ever published; a newer kind may take it.)
+const KNOWN_KINDS: u32 = 1;
 
 /// The bincode configuration of gossip; the limit stops a forged length from allocating.
 fn wire_config() -> bincode::config::Configuration<
@@ -56,8 +57,6 @@ fn wire_config() -> bincode::config::Configuration<
 pub enum Gossip {
     /// "I am alive, here is my load", sent every few hundred milliseconds.
     Heartbeat(Heartbeat),
-    /// A profile (step time of a technique on some GPUs) was recorded; fetch it through Raft.
-    ProfileNews(ProfileNews),
 }
 
 /// The periodic liveness and load report of an agent.
@@ -102,19 +101,6 @@ pub struct GpuLoad {
     pub utilization_pct: u8,
     /// Whether a job process holds it.
     pub busy: bool,
-}
-
-/// Announcement that a profile was measured and committed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProfileNews {
-    /// The jobs' profile group.
-    pub profile_group: String,
-    /// Technique name (`ddp`, `fsdp`, ...).
-    pub technique: String,
-    /// GPU count the step time was measured on.
-    pub gpus: u32,
-    /// Seconds per step; `None` when the configuration proved infeasible.
-    pub step_time_s: Option<f64>,
 }
 
 /// Why bytes received as gossip are not a [`Gossip`].
@@ -181,16 +167,9 @@ mod tests {
 
     #[test]
     fn gossip_round_trips() {
-        let news = Gossip::ProfileNews(ProfileNews {
-            profile_group: "gpt2-bs16".into(),
-            technique: "fsdp".into(),
-            gpus: 4,
-            step_time_s: Some(0.23),
-        });
-        for gossip in [heartbeat(), news] {
-            let bytes = gossip.encode().expect("encodes");
-            assert_eq!(Gossip::decode(&bytes), Ok(gossip));
-        }
+        let gossip = heartbeat();
+        let bytes = gossip.encode().expect("encodes");
+        assert_eq!(Gossip::decode(&bytes), Ok(gossip));
     }
 
     #[test]

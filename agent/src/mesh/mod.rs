@@ -31,6 +31,8 @@
 //! # Ok(()) }
 //! ```
 
+// libp2p's `NetworkBehaviour` derive generates an event enum without doc comments.
+#[allow(missing_docs)]
 pub mod behaviour;
 pub mod cluster_key;
 pub mod codec;
@@ -60,7 +62,7 @@ pub use codec::{Channel, MeshRequest, MeshResponse, MAX_RPC_BYTES};
 pub use config::MeshConfig;
 pub use error::MeshError;
 pub use event::{InboundRequest, MeshEvent, PeerInfo, Responder};
-pub use gossip::{Gossip, GpuLoad, Heartbeat, ProfileNews, Topic, GOSSIP_TOPIC, MAX_GOSSIP_BYTES, VOTERS_TOPIC};
+pub use gossip::{Gossip, GpuLoad, Heartbeat, Topic, GOSSIP_TOPIC, MAX_GOSSIP_BYTES, VOTERS_TOPIC};
 pub use handle::{MeshHandle, MeshStats};
 pub use identity::load_or_create_keypair;
 pub use links::LinkPolicy;

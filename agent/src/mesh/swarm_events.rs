@@ -216,11 +216,9 @@ impl SwarmLoop {
     }
 }
 
-/// A heartbeat must be signed by the peer it speaks for; other gossip only needs a
-/// signature, which gossipsub already checked.
+/// A heartbeat must be signed by the peer it speaks for (gossipsub checked the signature).
 fn is_authentic(gossip: &Gossip, author: &PeerId) -> bool {
     match gossip {
         Gossip::Heartbeat(heartbeat) => heartbeat.peer_id == author.to_string(),
-        Gossip::ProfileNews(_) => true,
     }
 }

@@ -38,7 +38,7 @@ pub mod stats;
 #[cfg(test)]
 mod shell_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,16 +1,15 @@
 //! An in-memory agent behind the HTTP API: [`FakeAgent`] implements [`AgentServices`]
-//! over a [`ClusterState`] that proposals are applied to directly (no Raft, no mesh), so
+//! over a [`MemCluster`] (proposals applied to its state directly, no Raft, no mesh), so
 //! the real axum router can be driven in process and its effects read back.
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use saturn_agent::api::{AgentServices, LogPiece, RaftView, ServiceError, SoftView};
-use saturn_consensus::{
-    AgentNode, ClusterState, Command, CommandResult, GpuInfo, JobId, JobSpec, PlannedAssignment, StoredPlan,
-};
+use saturn_agent::cluster::{Cluster, MemCluster};
+use saturn_consensus::{AgentNode, ClusterState, Command, GpuInfo, JobId, JobSpec, PlannedAssignment, StoredPlan};
 
 /// Log text every job of the fake has: a step, a metric and a line of plain output.
 pub const LOG: &[u8] = b"SATURN step=3\nSATURN metric loss=2.5\nhello\n";
@@ -18,8 +17,8 @@ pub const LOG: &[u8] = b"SATURN step=3\nSATURN metric loss=2.5\nhello\n";
 /// An agent that is its own leader and commits every proposal at once.
 #[derive(Default)]
 pub struct FakeAgent {
-    state: Mutex<ClusterState>,
-    proposals: Mutex<Vec<Command>>,
+    /// Its cluster.
+    pub cluster: Arc<MemCluster>,
 }
 
 impl FakeAgent {
@@ -28,7 +27,7 @@ impl FakeAgent {
     pub fn with_jobs() -> Arc<Self> {
         let agent = FakeAgent::default();
         {
-            let mut state = agent.lock_state();
+            let state = &agent.cluster;
             let node = AgentNode { name: "fake".into(), peer_id: "12D3KooWFake".into(), addrs: vec![] };
             let gpus = (0..4).map(|index| GpuInfo { index, model: "SIM-24GB".into(), memory_mib: 24576 }).collect();
             state.apply(&Command::AgentUp { node, gpus, at_ms: 1 });
@@ -49,16 +48,17 @@ impl FakeAgent {
 
     /// A copy of the state now.
     pub fn snapshot(&self) -> ClusterState {
-        self.lock_state().clone()
+        self.cluster.snapshot()
+    }
+
+    /// The state now, shared.
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.cluster.state()
     }
 
     /// Every command proposed so far.
     pub fn proposals(&self) -> Vec<Command> {
-        self.proposals.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn lock_state(&self) -> MutexGuard<'_, ClusterState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.cluster.proposals()
     }
 }
 
@@ -87,8 +87,8 @@ impl AgentServices for FakeAgent {
         "fake".into()
     }
 
-    fn state(&self) -> Arc<ClusterState> {
-        Arc::new(self.snapshot())
+    fn cluster(&self) -> Arc<dyn Cluster> {
+        self.cluster.clone()
     }
 
     fn raft(&self) -> RaftView {
@@ -99,13 +99,8 @@ impl AgentServices for FakeAgent {
         SoftView { alive: [("fake".to_string(), true)].into(), ..SoftView::default() }
     }
 
-    async fn propose(&self, command: Command) -> Result<CommandResult, ServiceError> {
-        self.proposals.lock().unwrap_or_else(PoisonError::into_inner).push(command.clone());
-        Ok(self.lock_state().apply(&command))
-    }
-
     async fn read_log(&self, job: &JobId, offset: u64, max_bytes: usize) -> Result<LogPiece, ServiceError> {
-        if self.lock_state().job(job).is_none() {
+        if self.cluster.snapshot().job(job).is_none() {
             return Err(ServiceError::NotFound(format!("no job {job}")));
         }
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(LOG.len());

@@ -1,8 +1,8 @@
 //! A small harness for mesh scenarios: agents on loopback with mDNS off, whose events
 //! are recorded and whose inbound requests are answered by a scripted responder.
 //!
-//! Responder script, by channel: `Raft` echoes the body, `Control` answers the agent's
-//! name, `Logs` drops the request unanswered.
+//! Responder script, by channel: `Raft` echoes the body, `Logs` answers the agent's
+//! name, `Checkpoint` drops the request unanswered.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -132,10 +132,10 @@ async fn run_daemon(
                     let body = request.request.body.clone();
                     request.respond(MeshResponse::Ok(body));
                 }
-                Channel::Control => {
+                Channel::Logs => {
                     request.respond(MeshResponse::Ok(name.clone().into_bytes()));
                 }
-                Channel::Logs | Channel::Checkpoint => drop(request),
+                Channel::Checkpoint => drop(request),
             },
         }
     }

@@ -4,16 +4,13 @@
 //!
 //! The state machine counts an `Exited` of a running attempt that did not finish as a
 //! failure (towards `max_restarts`, then `failed`). An agent's troubles are not the job's,
-//! so the exit of a hand-back is reported after a `Preempt` of the attempt: the job then
-//! goes back to `scheduled` at its last checkpoint, as on a clean agent stop.
+//! so the exit of a hand-back is reported as `AttemptEvent::HandBack` (a preemption and
+//! its exit in one event): the job then goes back to `scheduled` at its last checkpoint,
+//! as on a clean agent stop.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use saturn_consensus::{Command, JobId};
-
-use crate::api::{now_ms, AgentServices};
 use crate::executor::AttemptKey;
 
 /// The attempts whose exits are hand-backs. Cheap to clone; clones share the set.
@@ -40,25 +37,4 @@ impl HandBacks {
     pub fn retain(&self, keep: impl Fn(&AttemptKey) -> bool) {
         self.lock().retain(|key| keep(key));
     }
-}
-
-/// Commits a `Preempt` of `key` (retrying through a leader change while the attempt is
-/// live), so that its exit, reported next, hands the job back. True when committed —
-/// applied, or rejected because the attempt is already stopping or gone, which is as good.
-pub async fn preempt_before_exit(services: &dyn AgentServices, key: &AttemptKey) -> bool {
-    let job = JobId(key.job.clone());
-    for round in 0..30 {
-        let preempt = Command::Preempt { job: job.clone(), attempt: key.attempt, at_ms: now_ms() };
-        match services.propose(preempt).await {
-            Ok(_) => return true,
-            Err(err) => {
-                tracing::debug!(%key, %err, round, "handing an attempt back failed");
-                if !services.state().is_live(&job, key.attempt) {
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    false
 }
