@@ -9,7 +9,7 @@ use saturn_consensus::{AgentNode, ConsensusNode};
 use super::soft::SoftState;
 use super::{membership, DaemonSettings};
 use crate::cluster::now_ms;
-use crate::mesh::{Gossip, GpuLoad, Heartbeat, MeshHandle, Topic};
+use crate::mesh::{Gossip, GpuLoad, Heartbeat, LinkPolicy, MeshHandle, Topic};
 
 /// Publishes this agent's heartbeat (identity, GPU load, membership) every interval.
 pub async fn heartbeats(
@@ -21,6 +21,7 @@ pub async fn heartbeats(
 ) {
     let mut seq = 0;
     let mut subscribed_soft: Option<bool> = None;
+    let mut links: Option<Option<LinkPolicy>> = None;
     let everyone = super::gossip_everyone();
     let mut tick = tokio::time::interval(settings.heartbeat);
     loop {
@@ -74,8 +75,31 @@ pub async fn heartbeats(
                 subscribed_soft = Some(hears_everyone);
             }
         }
+        // The same split for links: a learner keeps the voters and the leader, and few
+        // links beside (mesh::links); the others keep every link (a joiner's heartbeats
+        // must reach the voters through whatever links it found).
+        let policy = (member && !hears_everyone).then(|| voter_links(&metrics));
+        if links.as_ref() != Some(&policy) && mesh.bound_links(policy.clone()).await.is_ok() {
+            links = Some(policy);
+        }
         let topic = if voter { Topic::Voters } else { Topic::Soft };
         // No subscriber yet is normal right after start.
         let _ = mesh.publish_to(topic, Gossip::Heartbeat(heartbeat)).await;
     }
+}
+
+/// The links a member that does not vote keeps: every voter (its heartbeats reach them,
+/// theirs reach it) and the leader (Raft).
+fn voter_links(metrics: &saturn_consensus::NodeMetrics) -> LinkPolicy {
+    let keep = metrics
+        .voters
+        .iter()
+        .chain(metrics.leader.iter())
+        .filter_map(|id| metrics.nodes.get(id))
+        .filter_map(|node| {
+            let peer = node.peer_id.parse().ok()?;
+            Some((peer, node.addrs.iter().filter_map(|a| a.parse().ok()).collect()))
+        })
+        .collect();
+    LinkPolicy { keep }
 }
