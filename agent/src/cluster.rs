@@ -136,9 +136,9 @@ impl HostView {
     pub fn of(state: &ClusterState, host: &str) -> Self {
         let jobs = state
             .attempts_on_host(host)
-            .filter_map(|(record, _)| Some((record.id.clone(), state.jobs.get(&record.id)?.clone())))
+            .filter_map(|(record, _)| Some((record.id.clone(), state.jobs().get(&record.id)?.clone())))
             .collect();
-        HostView { host: host.to_string(), jobs, agents: state.agents.clone() }
+        HostView { host: host.to_string(), jobs, agents: state.agents().clone() }
     }
 
     /// The host this view is of.

@@ -10,12 +10,13 @@
 //!   consensus node ([`cluster::NodeCluster`]) or in memory ([`cluster::MemCluster`]).
 //! - [`daemon`]: the running agent — wires the mesh, Raft, the executor, the scheduler
 //!   and the API together (inbound routing, heartbeats, fence, membership, scheduler task).
-//! - [`scheduler`]: the leader's pure deciders behind `scheduler::Cluster`, and their shell.
+//! - [`scheduler`]: the leader's pure deciders, and their shell over the cluster port.
 //! - [`executor`]: job processes — [`executor::reconcile`] decides what runs here,
 //!   [`executor::report`] turns what the processes say into commands, the process
 //!   table, supervisors, watchdogs and the stdout protocol carry it out.
 //! - [`checkpoint`]: checkpoint copies: digest, store, replication and fetch over the mesh.
-//! - [`mesh`]: the libp2p swarm: discovery, gossip, request-response.
+//! - [`mesh`]: the libp2p swarm: discovery, gossip, request-response; [`peer`]: reaching
+//!   an agent the state records over it (its mesh address, a typed round trip).
 //! - [`health`]: the phi-accrual failure detector over heartbeats.
 //! - [`gpus`]: GPU discovery (NVML, or simulated GPUs for tests and laptops).
 //!
@@ -40,6 +41,7 @@ pub mod health;
 pub mod jobfile;
 pub mod local_cluster;
 pub mod mesh;
+pub mod peer;
 pub mod scheduler;
 pub mod synth_job;
 pub mod views;

@@ -196,7 +196,7 @@ fn check_answer(answer: &Answer, wild: &Wild) -> Result<(), TestCaseError> {
 
 /// A refused submission stores nothing; an accepted one stores exactly what it lists.
 fn check_submission(agent: &FakeAgent, before: usize, answer: &Answer, wild: &Wild) -> Result<(), TestCaseError> {
-    let after = agent.snapshot().jobs.len();
+    let after = agent.snapshot().jobs().len();
     let submits = agent.proposals().iter().filter(|c| matches!(c, saturn_consensus::Command::SubmitJobs { .. })).count();
     if answer.status == StatusCode::CREATED {
         let body = answer.body.as_deref().unwrap_or_default();
@@ -215,7 +215,7 @@ proptest! {
     #[test]
     fn any_request_gets_a_well_formed_answer_and_bad_submissions_store_nothing(wild in wild()) {
         let agent = FakeAgent::with_jobs();
-        let before = agent.snapshot().jobs.len();
+        let before = agent.snapshot().jobs().len();
         let Some(answer) = send(&agent, None, &wild) else { return Ok(()) };
         check_answer(&answer, &wild)?;
         check_submission(&agent, before, &answer, &wild)?;
@@ -254,7 +254,7 @@ fn a_valid_submission_is_stored_in_both_forms() {
         };
         let answer = send(&agent, None, &wild).expect("a valid request");
         assert_eq!(answer.status, StatusCode::CREATED, "{content_type}");
-        assert_eq!(agent.snapshot().jobs.len(), 3);
+        assert_eq!(agent.snapshot().jobs().len(), 3);
     }
 }
 
@@ -306,6 +306,6 @@ fn hostile_requests_get_json_errors_with_the_right_status() {
         let answer = send(&agent, None, &wild).expect("a valid request");
         assert_eq!(answer.status, expected, "{wild:?}");
         check_answer(&answer, &wild).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(agent.snapshot().jobs.len(), 2, "{wild:?} changed the jobs");
+        assert_eq!(agent.snapshot().jobs().len(), 2, "{wild:?} changed the jobs");
     }
 }

@@ -157,7 +157,7 @@ impl Sim {
     }
 
     fn all_ended(&self) -> bool {
-        self.state.jobs.values().all(|j| j.state.is_terminal())
+        self.state.jobs().values().all(|j| j.state.is_terminal())
     }
 
     /// Runs rounds of one virtual second until every job ended; `each_second` may inject
@@ -237,12 +237,12 @@ impl Sim {
 
     /// No GPU held twice, no job running twice: in the state and among the processes.
     fn check_invariants(&self) {
-        for ((host, gpu), holder) in &self.state.gpus {
+        for ((host, gpu), holder) in self.state.gpus() {
             let live = self.state.live_attempt(&holder.job).expect("a held GPU belongs to a live attempt");
             assert_eq!(live.attempt, holder.attempt);
             assert!(live.placement.iter().any(|hg| hg.host == *host && hg.gpus.contains(gpu)));
         }
-        for job in self.state.jobs.values() {
+        for job in self.state.jobs().values() {
             for hg in job.live.iter().flat_map(|l| &l.placement) {
                 for gpu in &hg.gpus {
                     let holder = self.state.gpu_holder(&hg.host, *gpu).expect("a live attempt holds its GPUs");
@@ -273,7 +273,7 @@ impl Sim {
             p.placement.iter().all(|hg| partitioned.get(&hg.host).is_none_or(|since| now < since + fence_ms))
         });
         let reachable = |p: &Placement| p.iter().all(|hg| !partitioned.contains_key(&hg.host));
-        for job in self.state.jobs.values() {
+        for job in self.state.jobs().values() {
             let Some(live) = &job.live else { continue };
             let key = (job.id.clone(), live.attempt);
             if self.processes.contains_key(&key) || !reachable(&live.placement) || live.status != AttemptStatus::Running
@@ -313,7 +313,7 @@ impl Sim {
     }
 
     fn unfinished(&self) -> Vec<(String, JobState)> {
-        self.state.jobs.values().filter(|j| !j.state.is_terminal()).map(|j| (j.spec.name.clone(), j.state)).collect()
+        self.state.jobs().values().filter(|j| !j.state.is_terminal()).map(|j| (j.spec.name.clone(), j.state)).collect()
     }
 }
 
@@ -392,10 +392,10 @@ const OLD_MODEL: &str = "SIM-OLD";
 /// with) as planned by `solver`.
 fn planned_makespan(sim: &Sim, solver: Solver) -> f64 {
     let hosts = up_hosts(&sim.state);
-    let book = ProfileBook::build(&sim.state, &hosts, sim.state.jobs.values(), &sim.config);
+    let book = ProfileBook::build(&sim.state, &hosts, sim.state.jobs().values(), &sim.config);
     let jobs = sim
         .state
-        .jobs
+        .jobs()
         .values()
         .map(|job| Job {
             id: job.id.0.clone(),
@@ -427,9 +427,9 @@ fn a_sweep_is_profiled_cheaply_and_finishes_well_ahead_of_max_heuristic() {
     let mut sim = Sim::new(sweep(&["resnet", "bert"]));
     let makespan = sim.run(10_000, |_| {});
 
-    assert!(sim.state.jobs.values().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
+    assert!(sim.state.jobs().values().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
     for run in &sim.runs {
-        let spec = &sim.state.jobs[&run.job].spec;
+        let spec = &sim.state.jobs()[&run.job].spec;
         let gpus: u32 = run.placement.iter().map(|hg| hg.gpus.len() as u32).sum();
         assert!(spec.techniques.contains(&run.technique), "{run:?}");
         assert!((spec.gpus_min..=spec.gpus_max).contains(&gpus), "{run:?}");
@@ -453,7 +453,7 @@ fn a_sweep_is_profiled_cheaply_and_finishes_well_ahead_of_max_heuristic() {
         stats.full_grid_gpu_seconds,
         stats.saved_gpu_seconds,
         stats.pruned_series,
-        sim.state.counters.preemptions,
+        sim.state.counters().preemptions,
         sim.core.stats().plans_committed,
         sim.core.stats().solves,
     );
@@ -469,7 +469,7 @@ fn every_gpu_of_mixed_gpu_hosts_is_planned_and_each_job_runs_on_one_model() {
     let mut sim = Sim::new(sweep(&["resnet", "bert"]));
     sim.mixed = ["node-b", "node-c"].iter().map(|s| s.to_string()).collect();
     sim.run(20_000, |_| {});
-    assert!(sim.state.jobs.values().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
+    assert!(sim.state.jobs().values().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
     let model = |host: &str, gpu: u32| if sim.mixed.contains(host) && gpu >= 2 { OLD_MODEL } else { "SIM-24GB" };
     for run in &sim.runs {
         for hg in &run.placement {
@@ -485,7 +485,7 @@ fn every_gpu_of_mixed_gpu_hosts_is_planned_and_each_job_runs_on_one_model() {
         .filter(|r| r.placement.iter().all(|hg| hg.gpus.iter().all(|&g| model(&hg.host, g) == OLD_MODEL)))
         .count();
     assert!(trained_on_old > 0, "no job trained on the minority model's GPUs: {:#?}", sim.runs);
-    let old_profiles = sim.state.profiles.keys().filter(|k| k.gpu_model == OLD_MODEL).count();
+    let old_profiles = sim.state.profiles().keys().filter(|k| k.gpu_model == OLD_MODEL).count();
     assert!(old_profiles > 0, "the minority model was never profiled");
 }
 
@@ -511,7 +511,7 @@ fn a_lost_host_has_its_jobs_rerun_elsewhere_from_their_checkpoints() {
         }
     });
     let cut = partitioned_at.expect("some job trained on node-c");
-    assert!(sim.state.jobs.values().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
+    assert!(sim.state.jobs().values().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
     let (name, down_at) = sim.agent_downs.first().expect("node-c was declared down").clone();
     assert_eq!(name, "node-c");
     assert!(down_at > cut + sim.config.grace_period_ms, "declared down within the grace period");
@@ -529,12 +529,12 @@ fn a_job_that_always_fails_ends_failed_after_its_restarts() {
     specs[0].env.insert("ALWAYS_FAIL".into(), "1".into());
     let mut sim = Sim::new(specs);
     sim.run(10_000, |_| {});
-    let failing = sim.state.jobs.values().find(|j| j.spec.env.contains_key("ALWAYS_FAIL")).unwrap();
+    let failing = sim.state.jobs().values().find(|j| j.spec.env.contains_key("ALWAYS_FAIL")).unwrap();
     assert_eq!(failing.state, JobState::Failed);
     assert_eq!(failing.restarts, 2);
     assert_eq!(sim.runs.iter().filter(|r| r.job == failing.id).count(), 3, "first run + max_restarts");
     assert!(failing.error.as_deref().is_some_and(|e| e.contains("status 1")), "{:?}", failing.error);
-    let others = sim.state.jobs.values().filter(|j| j.id != failing.id);
+    let others = sim.state.jobs().values().filter(|j| j.id != failing.id);
     assert!(others.clone().all(|j| j.state == JobState::Completed), "{:#?}", sim.unfinished());
 }
 
@@ -561,24 +561,24 @@ fn a_stopped_jobs_gpus_are_re_planned_for_the_survivors_at_once() {
     let mut sim = Sim::new(early_stopping_sweep());
     let makespan = sim.run(10_000, |_| {});
     let stopped: Vec<&JobId> =
-        sim.state.jobs.values().filter(|j| j.state == JobState::Stopped).map(|j| &j.id).collect();
+        sim.state.jobs().values().filter(|j| j.state == JobState::Stopped).map(|j| &j.id).collect();
     assert!(stopped.len() >= 6, "ASHA with reduction 3 stops most of 12 jobs: {:#?}", sim.unfinished());
-    let lr_of = |id: &JobId| sim.state.jobs[id].spec.name.rsplit("lr").next().unwrap_or_default().to_string();
-    for job in sim.state.jobs.values().filter(|j| j.state == JobState::Completed) {
+    let lr_of = |id: &JobId| sim.state.jobs()[id].spec.name.rsplit("lr").next().unwrap_or_default().to_string();
+    for job in sim.state.jobs().values().filter(|j| j.state == JobState::Completed) {
         assert_eq!(lr_of(&job.id), "1e-4", "only the best learning rate survives: {} completed", job.spec.name);
     }
-    assert!(sim.state.jobs.values().all(|j| matches!(j.state, JobState::Completed | JobState::Stopped)));
+    assert!(sim.state.jobs().values().all(|j| matches!(j.state, JobState::Completed | JobState::Stopped)));
     for (job, at_ms) in &sim.stops {
         // The round that stops a job re-plans the rest at once, without it.
         let replanned = sim.commits.iter().any(|(t, jobs)| t == at_ms && !jobs.contains(job));
         assert!(replanned, "no plan without {job} committed when it was stopped at {at_ms} ms");
-        let record = &sim.state.jobs[job];
+        let record = &sim.state.jobs()[job];
         assert!(record.live.is_none() && record.finished_at_ms.is_some_and(|t| t >= *at_ms));
     }
     // The freed GPUs are given to other jobs: some training starts on a stopped job's
     // GPU after it ended.
     let reused = sim.stops.iter().any(|(job, _)| {
-        let record = &sim.state.jobs[job];
+        let record = &sim.state.jobs()[job];
         let ended = record.finished_at_ms.unwrap_or(u64::MAX);
         let gpus: BTreeSet<(String, u32)> =
             record.placement.iter().flat_map(|hg| hg.gpus.iter().map(move |g| (hg.host.clone(), *g))).collect();

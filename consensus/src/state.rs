@@ -229,37 +229,83 @@ pub struct Counters {
     pub early_stops: u64,
 }
 
-/// The whole replicated state.
+/// The whole replicated state. Only [`ClusterState::apply`] changes it: its fields are
+/// private to the crate, and everyone else reads them through the accessors below.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// Sequence number of the last job id assigned.
-    pub last_job_seq: u64,
+    pub(crate) last_job_seq: u64,
     /// All jobs ever submitted. Shared (`Arc`) so that copies of the state — the
     /// snapshot every reader gets after an apply, the scheduler's scratch copy each
     /// round — cost a reference count per job, not a deep copy of 10,000 job specs; a
     /// change copies only the job it touches ([`ClusterState::job_mut`]).
-    pub jobs: BTreeMap<JobId, Arc<JobRecord>>,
+    pub(crate) jobs: BTreeMap<JobId, Arc<JobRecord>>,
     /// GPU occupancy: every held GPU and its live attempt. A GPU not here is free.
     #[serde(with = "crate::serde_seq")]
-    pub gpus: BTreeMap<GpuSlot, GpuHolder>,
+    pub(crate) gpus: BTreeMap<GpuSlot, GpuHolder>,
     /// Profiling results.
     #[serde(with = "crate::serde_seq")]
-    pub profiles: BTreeMap<ProfileKey, ProfileResult>,
+    pub(crate) profiles: BTreeMap<ProfileKey, ProfileResult>,
     /// Agents ever seen, by name.
-    pub agents: BTreeMap<String, AgentRecord>,
+    pub(crate) agents: BTreeMap<String, AgentRecord>,
     /// The current plan.
-    pub plan: Option<StoredPlan>,
+    pub(crate) plan: Option<StoredPlan>,
     /// Epoch of the last committed plan (0: none yet).
-    pub plan_epoch: u64,
+    pub(crate) plan_epoch: u64,
     /// Running totals.
-    pub counters: Counters,
+    pub(crate) counters: Counters,
     /// The id in the marker file of the cluster's shared checkpoint root, once one agent
     /// with `--checkpoint-root` has written it.
     #[serde(default)]
-    pub checkpoint_root_marker: Option<String>,
+    pub(crate) checkpoint_root_marker: Option<String>,
 }
 
 impl ClusterState {
+    /// Sequence number of the last job id assigned.
+    pub fn last_job_seq(&self) -> u64 {
+        self.last_job_seq
+    }
+
+    /// All jobs ever submitted, by id.
+    pub fn jobs(&self) -> &BTreeMap<JobId, Arc<JobRecord>> {
+        &self.jobs
+    }
+
+    /// GPU occupancy: every held GPU and its live attempt. A GPU not here is free.
+    pub fn gpus(&self) -> &BTreeMap<GpuSlot, GpuHolder> {
+        &self.gpus
+    }
+
+    /// Profiling results.
+    pub fn profiles(&self) -> &BTreeMap<ProfileKey, ProfileResult> {
+        &self.profiles
+    }
+
+    /// Agents ever seen, by name.
+    pub fn agents(&self) -> &BTreeMap<String, AgentRecord> {
+        &self.agents
+    }
+
+    /// The current plan.
+    pub fn plan(&self) -> Option<&StoredPlan> {
+        self.plan.as_ref()
+    }
+
+    /// Epoch of the last committed plan (0: none yet).
+    pub fn plan_epoch(&self) -> u64 {
+        self.plan_epoch
+    }
+
+    /// Running totals.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The id in the marker file of the cluster's shared checkpoint root, once written.
+    pub fn checkpoint_root_marker(&self) -> Option<&str> {
+        self.checkpoint_root_marker.as_deref()
+    }
+
     /// The job with this id.
     pub fn job(&self, id: &JobId) -> Option<&JobRecord> {
         self.jobs.get(id).map(Arc::as_ref)
@@ -267,7 +313,7 @@ impl ClusterState {
 
     /// The job with this id, to change it: copied first when a copy of the state still
     /// shares it.
-    pub fn job_mut(&mut self, id: &JobId) -> Option<&mut JobRecord> {
+    pub(crate) fn job_mut(&mut self, id: &JobId) -> Option<&mut JobRecord> {
         self.jobs.get_mut(id).map(Arc::make_mut)
     }
 

@@ -40,7 +40,7 @@ async fn leader_failover(n: usize) {
     cluster.wait_applied(&[first_leader], target).await;
     let states = cluster.converge().await;
     assert!(states.windows(2).all(|pair| pair[0] == pair[1]), "replicas differ");
-    assert_eq!(states[0].plan_epoch, 4);
+    assert_eq!(states[0].plan_epoch(), 4);
     assert!(states[0].job(&JobId::from_seq(1)).is_none());
     assert_eq!(cluster.router.codec_failures(), 0);
 }

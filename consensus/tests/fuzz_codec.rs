@@ -244,5 +244,5 @@ fn the_seeds_decode_unmutated() {
     assert!(decode::<Command>("command", &seeds[0]).is_ok());
     assert!(matches!(decode::<RaftRequest>("request", &seeds[1]), Ok(RaftRequest::Propose(_))));
     let state: ClusterState = decode("snapshot", &seeds[2]).expect("the snapshot seed decodes");
-    assert_eq!(state.jobs.len(), 2);
+    assert_eq!(state.jobs().len(), 2);
 }

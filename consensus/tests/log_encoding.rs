@@ -213,7 +213,7 @@ fn a_version_1_log_and_snapshot_load_and_apply_as_they_did() {
     // What the scenario is for: every kind of outcome is in it.
     assert!(results.iter().any(|r| matches!(r, CommandResult::Rejected(_))));
     assert_eq!(state.profile(&key("trial-group")), Some(&ProfileResult::StepTime(0.125)));
-    assert_eq!(state.counters.preemptions, 1);
+    assert_eq!(state.counters().preemptions, 1);
     assert_eq!(state.job(&job(1)).map(|j| j.restarts), Some(1));
     // And the snapshot still encodes to the same bytes.
     assert_eq!(encode("snapshot", &(&snap_state, &snap_recent)).expect("encode"), read("snapshot.bin"));
@@ -290,6 +290,6 @@ fn a_hand_back_of_a_stopping_attempt_is_its_exit() {
     assert_eq!(result, CommandResult::Applied);
     let record = state.job(&job(1)).expect("job 1");
     assert!(record.live.is_none(), "the hand-back freed the GPUs");
-    assert_eq!((record.restarts, state.counters.preemptions), (0, 1), "no failure, one preemption");
+    assert_eq!((record.restarts, state.counters().preemptions), (0, 1), "no failure, one preemption");
     assert_eq!(record.state, saturn_consensus::JobState::Scheduled);
 }

@@ -15,7 +15,7 @@ fn submit(name: &str) -> Command {
 }
 
 fn job_names(cluster: &Cluster, id: u64) -> Vec<String> {
-    cluster.node(id).read(|state| state.jobs.values().map(|job| job.spec.name.clone()).collect())
+    cluster.node(id).read(|state| state.jobs().values().map(|job| job.spec.name.clone()).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,11 +35,11 @@ async fn a_late_learner_catches_up_through_a_snapshot() {
     assert!(snapshot >= Some(purged), "the learner installed a snapshot covering the purged log: {snapshot:?}");
     let states = cluster.converge().await;
     assert!(states.windows(2).all(|pair| pair[0] == pair[1]));
-    assert_eq!(cluster.node(learner).state().plan_epoch, 50);
+    assert_eq!(cluster.node(learner).state().plan_epoch(), 50);
 
     // The learner keeps following new entries after the snapshot.
     cluster.node(learner).propose(Command::CommitPlan { plan: StoredPlan::default(), at_ms: 99 }).await.expect("forwarded");
     let states = cluster.converge().await;
-    assert_eq!(states[0].plan_epoch, 51);
+    assert_eq!(states[0].plan_epoch(), 51);
     assert!(states.windows(2).all(|pair| pair[0] == pair[1]));
 }

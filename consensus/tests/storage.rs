@@ -54,7 +54,7 @@ async fn log_vote_and_snapshot_survive_a_restart() {
 
     let (applied, _membership) = state_machine.applied_state().await.expect("applied");
     assert_eq!(applied.map(|id| id.index), Some(3), "the state machine restarts from its snapshot");
-    assert!(state_machine.shared().read().state.agents.contains_key("a"));
+    assert!(state_machine.shared().read().state.agents().contains_key("a"));
     let EntryPayload::Normal(proposals) = &entries[0].payload else { panic!("entry 3 is a normal entry") };
     assert!(matches!(proposals[0].command, Command::AgentUp { .. }));
 }

@@ -118,6 +118,7 @@ async fn fifteen(harness: &mut Harness, joiners_first: bool) -> Result<()> {
             .await
             .with_context(|| format!("agent {i}"))?;
     }
+    links_are_bounded(harness).await?;
     let formers: Vec<String> = (0..15)
         .filter(|i| log_of(harness, *i).contains("forming a new cluster"))
         .map(|i| harness.cluster.agents[i].name.clone())
@@ -168,6 +169,47 @@ async fn metric(harness: &Harness, i: usize, name: &str) -> Result<f64> {
         .trim()
         .parse::<f64>()
         .context("metric value")
+}
+
+/// The most links a learner of this 15-agent mesh may keep: the 5 voters (the leader
+/// among them) and 6 gossip mesh peers, fewer than the 14 of a full mesh.
+const LEARNER_LINKS: f64 = 11.0;
+
+/// Learners keep a bounded set of links while voters stay linked to every agent. Checked
+/// once the membership has settled (5 voters: joiners are promoted as they catch up), on
+/// agents that are learners before and after the wait.
+async fn links_are_bounded(harness: &Harness) -> Result<()> {
+    let status = harness
+        .wait_status(0, "five voters", Duration::from_secs(60), |s| s.agents.iter().filter(|a| a.role == "voter").count() == 5)
+        .await?;
+    let index = |name: &str| harness.cluster.agents.iter().position(|a| a.name == name);
+    let learners: Vec<usize> = status.agents.iter().filter(|a| a.role == "learner").filter_map(|a| index(&a.name)).collect();
+    let voters: Vec<usize> = status.agents.iter().filter(|a| a.role == "voter").filter_map(|a| index(&a.name)).collect();
+    if learners.is_empty() {
+        bail!("15 agents with 5 voters must have learners: {:?}", status.agents);
+    }
+    for i in learners {
+        let bounded = eventually(&format!("learner {i} keeping at most {LEARNER_LINKS} links"), Duration::from_secs(60), || async move {
+            Ok((metric(harness, i, "saturn_mesh_links").await? <= LEARNER_LINKS).then_some(()))
+        })
+        .await;
+        if let Err(err) = bounded {
+            let still_learner = harness.status(0).await?.agents.iter().any(|a| Some(i) == index(&a.name) && a.role == "learner");
+            if !still_learner {
+                bail!("agent {i} was promoted after the membership had settled at 5 voters");
+            }
+            let links = metric(harness, i, "saturn_mesh_links").await.unwrap_or(f64::NAN);
+            let own = harness.status(i).await.map(|s| format!("{:?}", s.agents)).unwrap_or_default();
+            let said: Vec<String> = log_of(harness, i).lines().filter(|l| l.contains("links:")).map(str::to_string).collect();
+            bail!("{err:#}: {links} links; as it sees the cluster: {own}; its link policy log: {said:#?}");
+        }
+    }
+    let leader = voters.first().copied().context("no voter")?;
+    let links = metric(harness, leader, "saturn_mesh_links").await?;
+    if links < 14.0 {
+        bail!("a voter hears every agent and stays linked to all 14 others, has {links}");
+    }
+    Ok(())
 }
 
 fn cluster_id(log: &str) -> Option<String> {

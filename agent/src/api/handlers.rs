@@ -23,7 +23,7 @@ pub async fn status(State(api): State<ApiState>) -> Response {
 pub async fn list_jobs(State(api): State<ApiState>) -> Response {
     let state = api.services.cluster().state();
     let now = now_ms();
-    let jobs = state.jobs.values().map(|record| render::job(record, now)).collect();
+    let jobs = state.jobs().values().map(|record| render::job(record, now)).collect();
     Json(JobsView { jobs, sweeps: super::leaderboard::leaderboards(&state) }).into_response()
 }
 

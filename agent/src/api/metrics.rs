@@ -62,14 +62,14 @@ pub fn render(
     now_ms: u64,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("saturn");
-    let gpus_total: usize = state.agents.values().filter(|a| a.up).map(|a| a.gpus.len()).sum();
+    let gpus_total: usize = state.agents().values().filter(|a| a.up).map(|a| a.gpus.len()).sum();
     gauge(&mut registry, "gpus_total", "GPUs of agents that are up", gpus_total as f64);
-    gauge(&mut registry, "gpus_busy", "GPUs held by a live attempt", state.gpus.len() as f64);
-    let mine = state.agents.get(agent).map(|a| a.gpus.len()).unwrap_or(0);
-    let mine_busy = state.gpus.keys().filter(|(host, _)| host == agent).count();
+    gauge(&mut registry, "gpus_busy", "GPUs held by a live attempt", state.gpus().len() as f64);
+    let mine = state.agents().get(agent).map(|a| a.gpus.len()).unwrap_or(0);
+    let mine_busy = state.gpus().keys().filter(|(host, _)| host == agent).count();
     gauge(&mut registry, "agent_gpus_total", "GPUs of this agent", mine as f64);
     gauge(&mut registry, "agent_gpus_busy", "GPUs of this agent held by a live attempt", mine_busy as f64);
-    gauge(&mut registry, "agents_up", "agents the cluster considers up", state.agents.values().filter(|a| a.up).count() as f64);
+    gauge(&mut registry, "agents_up", "agents the cluster considers up", state.agents().values().filter(|a| a.up).count() as f64);
     let states = [
         JobState::Queued,
         JobState::Profiling,
@@ -92,20 +92,20 @@ pub fn render(
     gauge(&mut registry, "raft_commit_index", "last committed Raft log index", raft.commit_index as f64);
     gauge(&mut registry, "raft_applied_index", "last applied Raft log index", raft.applied_index as f64);
     counter(&mut registry, "raft_leader_changes", "leader changes seen by this agent", raft.leader_changes);
-    let counters = &state.counters;
+    let counters = &state.counters();
     counter(&mut registry, "dispatches", "dispatches applied (trials included)", counters.dispatches);
     counter(&mut registry, "preemptions", "preemptions applied", counters.preemptions);
     counter(&mut registry, "lost_attempts", "attempts lost with their host", counters.lost_attempts);
     counter(&mut registry, "restarts", "failed attempts restarted", counters.restarts);
     counter(&mut registry, "early_stops", "jobs stopped by their sweep's early-stopping rule", counters.early_stops);
-    gauge(&mut registry, "plan_epoch", "epoch of the committed plan", state.plan_epoch as f64);
-    if let Some(plan) = &state.plan {
+    gauge(&mut registry, "plan_epoch", "epoch of the committed plan", state.plan_epoch() as f64);
+    if let Some(plan) = &state.plan() {
         gauge(&mut registry, "plan_makespan_seconds", "predicted makespan of the committed plan", plan.makespan_s);
         gauge(&mut registry, "plan_baseline_makespan_seconds", "max-heuristic makespan on the same instance", plan.baseline_makespan_s);
     }
     let mut steps = Vec::new();
     let mut rates = Vec::new();
-    for record in state.jobs.values() {
+    for record in state.jobs().values() {
         let labels = vec![("job".to_string(), record.id.to_string()), ("name".to_string(), record.spec.name.clone())];
         steps.push((labels.clone(), record.steps_done as f64));
         let rate = record

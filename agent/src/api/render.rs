@@ -25,7 +25,7 @@ pub fn status(state: &ClusterState, raft: &RaftView, soft: &SoftView, answered_b
     let role_of = |name: &str| if raft.voters.iter().any(|v| v == name) { "voter" } else { "learner" };
     let alive = |name: &str| soft.alive.get(name).copied().unwrap_or(false);
     let mut agents: Vec<AgentView> = state
-        .agents
+        .agents()
         .values()
         .map(|agent| {
             let name = &agent.node.name;
@@ -53,7 +53,7 @@ pub fn status(state: &ClusterState, raft: &RaftView, soft: &SoftView, answered_b
         })
         .collect();
     for member in &raft.members {
-        if !state.agents.contains_key(&member.name) {
+        if !state.agents().contains_key(&member.name) {
             agents.push(AgentView {
                 name: member.name.clone(),
                 peer_id: member.peer_id.clone(),
@@ -139,7 +139,7 @@ fn eta(record: &JobRecord, now_ms: u64) -> Option<f64> {
 
 /// `GET /v1/plan`, or `None` before the first plan.
 pub fn plan(state: &ClusterState) -> Option<PlanView> {
-    let plan = state.plan.as_ref()?;
+    let plan = state.plan()?;
     let assignments = plan
         .assignments
         .iter()
@@ -168,7 +168,7 @@ pub fn plan(state: &ClusterState) -> Option<PlanView> {
 pub fn profiles(state: &ClusterState) -> crate::views::ProfilesView {
     use saturn_consensus::ProfileResult;
     let profiles = state
-        .profiles
+        .profiles()
         .iter()
         .map(|(key, result)| {
             let (step_time_s, infeasible, no_steps) = match result {

@@ -23,7 +23,7 @@ pub struct Candidate {
 
 /// Whether `host` is up in the state and not known dead by the failure detector.
 pub fn reachable(state: &ClusterState, alive: &BTreeMap<String, bool>, host: &str) -> bool {
-    state.agents.get(host).is_some_and(|agent| agent.up) && alive.get(host).copied().unwrap_or(true)
+    state.agents().get(host).is_some_and(|agent| agent.up) && alive.get(host).copied().unwrap_or(true)
 }
 
 /// The job's recorded steps, newest first, with their holders split by reachability.
@@ -65,7 +65,7 @@ pub fn pulls_for(state: &ClusterState, me: &str, alive: &BTreeMap<String, bool>)
     if !reachable(state, alive, me) {
         return pulls;
     }
-    for record in state.jobs.values() {
+    for record in state.jobs().values() {
         if record.state.is_terminal() {
             continue;
         }
@@ -79,7 +79,7 @@ pub fn pulls_for(state: &ClusterState, me: &str, alive: &BTreeMap<String, bool>)
             continue;
         }
         let mut takers: Vec<&String> = state
-            .agents
+            .agents()
             .keys()
             .filter(|name| !copy.holders.contains(*name) && !copy.declined.contains(*name) && reachable(state, alive, name))
             .collect();
@@ -134,7 +134,7 @@ impl Sweep {
     /// The sweep of `me`'s store.
     pub fn of(state: &ClusterState, me: &str, shared: bool) -> Self {
         let mut sweep = Sweep::default();
-        for record in state.jobs.values() {
+        for record in state.jobs().values() {
             let job = file_safe(&record.id.0);
             for (step, copy) in &record.checkpoints {
                 if shared || copy.holders.contains(me) {

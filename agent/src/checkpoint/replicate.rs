@@ -26,17 +26,13 @@ const YOUNG: Duration = Duration::from_secs(60);
 /// A partial copy untouched this long is given up on.
 const STALE_PARTIAL: Duration = Duration::from_secs(3600);
 
-/// Runs until `shutdown` flips.
-pub async fn run(ckpt: Checkpoints, services: Arc<dyn AgentServices>, mut applied: watch::Receiver<u64>, mut shutdown: watch::Receiver<bool>) {
+/// Runs until the agent's shutdown signal drops it (`daemon::Tasks`).
+pub async fn run(ckpt: Checkpoints, services: Arc<dyn AgentServices>, mut applied: watch::Receiver<u64>) {
     loop {
-        if *shutdown.borrow() {
-            return;
-        }
         round(&ckpt, services.as_ref()).await;
         tokio::select! {
             _ = applied.changed() => {}
             _ = tokio::time::sleep(EVERY) => {}
-            _ = shutdown.changed() => {}
         }
     }
 }

@@ -83,9 +83,9 @@ pub async fn verify(root: PathBuf, services: std::sync::Arc<dyn AgentServices>) 
     let mine = read_or_create(&root)?;
     loop {
         let state = services.cluster().state();
-        let cluster_known = !state.agents.is_empty();
+        let cluster_known = !state.agents().is_empty();
         if cluster_known {
-            match check(&root, state.checkpoint_root_marker.as_deref())? {
+            match check(&root, state.checkpoint_root_marker())? {
                 true => {
                     tracing::info!(root = %root.display(), "checkpoint root holds the cluster's marker");
                     return Ok(());

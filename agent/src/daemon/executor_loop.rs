@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use saturn_consensus::{AttemptEvent as StateEvent, DispatchKind, JobRecord, LiveAttempt};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::api::AgentServices;
 use crate::checkpoint::{restore, Checkpoints};
@@ -59,7 +60,7 @@ pub async fn run(
     events: mpsc::UnboundedReceiver<AttemptEvent>,
     mut applied: watch::Receiver<u64>,
     mut fenced: watch::Receiver<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut glue = Glue {
         memory: Memory::new(now_ms()),
@@ -75,7 +76,7 @@ pub async fn run(
     };
     let reporter = tokio::spawn(reporter.run(events));
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             break;
         }
         let cut_off = *fenced.borrow_and_update();
@@ -84,7 +85,7 @@ pub async fn run(
             _ = applied.changed() => {}
             _ = fenced.changed() => {}
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
-            _ = shutdown.changed() => {}
+            () = shutdown.cancelled() => {}
         }
     }
     reporter.abort();

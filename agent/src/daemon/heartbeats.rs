@@ -96,10 +96,7 @@ fn voter_links(metrics: &saturn_consensus::NodeMetrics) -> LinkPolicy {
         .iter()
         .chain(metrics.leader.iter())
         .filter_map(|id| metrics.nodes.get(id))
-        .filter_map(|node| {
-            let peer = node.peer_id.parse().ok()?;
-            Some((peer, node.addrs.iter().filter_map(|a| a.parse().ok()).collect()))
-        })
+        .filter_map(crate::peer::mesh_address)
         .collect();
     LinkPolicy { keep }
 }

@@ -37,6 +37,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use saturn_consensus::{AgentNode, Command, ConsensusNode, GpuInfo, NodeConfig};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AgentServices, ApiState};
 use crate::cluster::{Cluster, Retry};
@@ -174,35 +175,30 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         tracing::warn!(count = orphans.len(), "ended job processes left by a previous run of this agent");
     }
 
-    let mut ckpt = checkpoints(&settings, mesh.clone(), node.clone())?;
+    let mut ckpt = checkpoints(&settings, mesh.clone(), services.cluster.clone())?;
     ckpt.stats = services.checkpoint_stats.clone();
     let ckpt_server = CheckpointServer { ckpt: ckpt.clone(), services: services.clone() };
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // The one shutdown signal: every task ends when it is cancelled (those with something
+    // to finish watch it themselves; the others are simply not polled again).
+    let shutdown_signal = CancellationToken::new();
+    let mut tasks = Tasks { shutdown: shutdown_signal.clone(), handles: Vec::new() };
     let (fenced_tx, fenced) = watch::channel(false);
-    let mut handles = vec![
-        tokio::spawn(inbound::mesh_events(
-            mesh_events,
-            node.clone(),
-            soft.clone(),
-            settings.data_dir.clone(),
-            ckpt_server,
-        )),
-        tokio::spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), services.cluster.applied(), stop_rx.clone())),
-        tokio::spawn(heartbeats::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone())),
-        tokio::spawn(leader_watch::watch_raft(node.clone(), services.leader_changes.clone())),
-        tokio::spawn(fence::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease)),
-        tokio::spawn(membership::run(
-            node.clone(),
-            soft.clone(),
-            settings.bootstrap_expect,
-            settings.join.iter().map(ToString::to_string).collect(),
-            settings.grace_period,
-            {
-                let soft = soft.clone();
-                move || soft.founders(std::time::Instant::now())
-            },
-        )),
-    ];
+    tasks.spawn(inbound::mesh_events(mesh_events, node.clone(), soft.clone(), settings.data_dir.clone(), ckpt_server));
+    tasks.spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), services.cluster.applied()));
+    tasks.spawn(heartbeats::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone()));
+    tasks.spawn(leader_watch::watch_raft(node.clone(), services.leader_changes.clone()));
+    tasks.spawn(fence::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease));
+    tasks.spawn(membership::run(
+        node.clone(),
+        soft.clone(),
+        settings.bootstrap_expect,
+        settings.join.iter().map(ToString::to_string).collect(),
+        settings.grace_period,
+        {
+            let soft = soft.clone();
+            move || soft.founders(std::time::Instant::now())
+        },
+    ));
     let exec_config = executor_loop::ExecutorLoopConfig {
         agent: settings.name.clone(),
         data_dir: settings.data_dir.clone(),
@@ -219,28 +215,25 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         process_events,
         services.cluster.applied(),
         fenced.clone(),
-        stop_rx.clone(),
+        shutdown_signal.clone(),
     ));
-    handles.push(tokio::spawn(scheduler_task::scheduler(settings.clone(), soft.clone(), services.clone())));
+    tasks.spawn(scheduler_task::scheduler(settings.clone(), soft.clone(), services.clone()));
     // An agent whose --checkpoint-root is not the cluster's shared storage must not run.
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
     if let Some(root) = settings.checkpoint_root.clone() {
         let services: Arc<dyn AgentServices> = services.clone();
-        handles.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(err) = crate::checkpoint::root::verify(root, services).await {
                 let _ = fatal_tx.send(anyhow::Error::new(err)).await;
             }
-        }));
+        });
     }
 
     let api_state = ApiState { services: services.clone(), token: settings.api_token.as_deref().map(Arc::from) };
-    let mut api_stop = stop_rx.clone();
-    let api_task = tokio::spawn(api::serve(api_listener, api_state, async move {
-        let _ = api_stop.wait_for(|stop| *stop).await;
-    }));
+    let api_task = tokio::spawn(api::serve(api_listener, api_state, shutdown_signal.clone().cancelled_owned()));
     if let Some(dir) = std::env::var_os(KILL_CONSENSUS_ENV) {
         let trigger = PathBuf::from(dir).join(&settings.name);
-        handles.push(tokio::spawn(kill_consensus_when(node.clone(), trigger)));
+        tasks.spawn(kill_consensus_when(node.clone(), trigger));
     }
     tracing::info!(api = %settings.api, cluster = ?node.cluster_id().map(|id| id.0), "agent ready");
 
@@ -268,26 +261,29 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
             // exit 1, so that a supervisor (systemd, Slurm) restarts the agent on its data dir.
             soft.mark_self_unhealthy();
             tracing::error!(%reason, "the consensus core stopped; this agent can no longer take part and exits");
-            let _ = stop_tx.send(true);
-            tokio::time::sleep(settings.heartbeat * 2).await;
-            table.shutdown(settings.kill_grace.min(settings.grace_period / 4)).await;
-            for handle in handles {
-                handle.abort();
-            }
+            // Nothing can be reported any more: the executor stops at once; the heartbeats
+            // go on a little, saying so, while the processes stop.
             executor.abort();
+            let (heartbeat, stopping) = (settings.heartbeat, shutdown_signal.clone());
+            let _ = tokio::join!(
+                async move {
+                    tokio::time::sleep(heartbeat * 2).await;
+                    stopping.cancel();
+                },
+                table.shutdown(settings.kill_grace.min(settings.grace_period / 4)),
+            );
+            tasks.join(Duration::from_secs(1)).await;
             mesh.shutdown().await;
             anyhow::bail!("the consensus core stopped: {}", reason.replace('\n', " "));
         }
     };
     tracing::info!("stopping: handing running jobs back");
     hand_back_jobs(&settings.name, services.cluster.as_ref()).await;
-    let _ = stop_tx.send(true);
+    shutdown_signal.cancel();
     table.shutdown(settings.kill_grace).await;
     // Give the reports of the exits a moment to be committed.
     let _ = tokio::time::timeout(Duration::from_secs(3), executor).await;
-    for handle in handles {
-        handle.abort();
-    }
+    tasks.join(Duration::from_secs(1)).await;
     let _ = api_task.await;
     if let Err(err) = node.shutdown().await {
         tracing::warn!(%err, "Raft did not stop cleanly");
@@ -297,10 +293,37 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     fatal.map_or(Ok(()), Err)
 }
 
+/// The agent's background tasks under its one shutdown signal.
+struct Tasks {
+    shutdown: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Runs `task` until it ends or the shutdown signal is given.
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let shutdown = self.shutdown.clone();
+        self.handles.push(tokio::spawn(async move {
+            shutdown.run_until_cancelled_owned(task).await;
+        }));
+    }
+
+    /// Waits for every task to end after the signal, up to `deadline`; aborts the rest.
+    async fn join(self, deadline: Duration) {
+        let aborts: Vec<_> = self.handles.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+        if tokio::time::timeout(deadline, futures::future::join_all(self.handles)).await.is_err() {
+            tracing::warn!("a task did not stop in time after the shutdown signal; aborting it");
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
+}
+
 /// This agent's checkpoint store (`DATA_DIR/checkpoint-store`, or the shared
 /// `--checkpoint-root`) and pulls over the mesh.
-fn checkpoints(settings: &DaemonSettings, mesh: mesh::MeshHandle, node: Arc<ConsensusNode>) -> Result<Checkpoints> {
-    let peers = Arc::new(MeshPeers { mesh, node });
+fn checkpoints(settings: &DaemonSettings, mesh: mesh::MeshHandle, cluster: Arc<dyn Cluster>) -> Result<Checkpoints> {
+    let peers = Arc::new(MeshPeers { mesh, cluster });
     let (root, shared) = match &settings.checkpoint_root {
         Some(root) => (root.clone(), true),
         None => (settings.data_dir.join("checkpoint-store"), false),

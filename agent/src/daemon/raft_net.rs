@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use saturn_consensus::codec::{decode, encode};
 use saturn_consensus::{node_id_for_peer, AgentNode, Envelope, NodeId, RaftResponse, RaftServer, Transport, TransportError};
 
-use crate::mesh::{Channel, MeshError, MeshHandle, MeshRequest, MeshResponse, Multiaddr, PeerId, Responder};
+use crate::mesh::{Channel, MeshError, MeshHandle, MeshResponse, Multiaddr, PeerId, Responder};
+use crate::peer::{self, AskError};
 
 /// Longest a Raft RPC may take over the mesh (snapshots of a large state included).
 const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,7 +31,7 @@ impl MeshTransport {
 
     /// Tells the mesh where a member listens, once: after a restart the membership is
     /// all this agent knows of its peers until they are rediscovered.
-    async fn introduce(&self, peer: PeerId, node: &AgentNode) {
+    async fn introduce(&self, peer: PeerId, addrs: Vec<Multiaddr>, node: &AgentNode) {
         let first_time = self
             .introduced
             .lock()
@@ -39,10 +40,8 @@ impl MeshTransport {
         if !first_time {
             return;
         }
-        for addr in &node.addrs {
-            if let Ok(addr) = addr.parse::<Multiaddr>() {
-                let _ = self.mesh.add_address(peer, addr).await;
-            }
+        for addr in addrs {
+            let _ = self.mesh.add_address(peer, addr).await;
         }
     }
 }
@@ -50,18 +49,15 @@ impl MeshTransport {
 #[async_trait]
 impl Transport for MeshTransport {
     async fn call(&self, _target: NodeId, node: &AgentNode, request: Envelope) -> Result<RaftResponse, TransportError> {
-        let peer: PeerId = node
-            .peer_id
-            .parse()
-            .map_err(|_| TransportError::Failed(format!("{node}: not a valid peer id")))?;
-        self.introduce(peer, node).await;
-        let body = encode("raft request", &request).map_err(|e| TransportError::Failed(e.to_string()))?;
-        let request = MeshRequest { channel: Channel::Raft, body };
-        match self.mesh.request_with_timeout(peer, request, RAFT_RPC_TIMEOUT).await {
-            Ok(MeshResponse::Ok(bytes)) => decode("raft response", &bytes).map_err(|e| TransportError::Failed(e.to_string())),
-            Ok(MeshResponse::Err(why)) => Err(TransportError::Failed(format!("{}: {why}", node.name))),
-            Err(MeshError::Timeout { .. }) => Err(TransportError::Failed(format!("{}: no answer in time", node.name))),
-            Err(err) => Err(TransportError::Unreachable(format!("{}: {err}", node.name))),
+        let (peer, addrs) =
+            peer::mesh_address(node).ok_or_else(|| TransportError::Failed(format!("{node}: not a valid peer id")))?;
+        self.introduce(peer, addrs, node).await;
+        let names = ["raft request", "raft response"];
+        match peer::ask(&self.mesh, peer, Channel::Raft, names, &request, Some(RAFT_RPC_TIMEOUT)).await {
+            Ok(response) => Ok(response),
+            Err(AskError::Mesh(MeshError::Timeout { .. })) => Err(TransportError::Failed(format!("{}: no answer in time", node.name))),
+            Err(AskError::Mesh(err)) => Err(TransportError::Unreachable(format!("{}: {err}", node.name))),
+            Err(err) => Err(TransportError::Failed(format!("{}: {err}", node.name))),
         }
     }
 }

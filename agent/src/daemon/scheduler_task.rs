@@ -1,7 +1,6 @@
 //! The scheduler task: the scheduler over the cluster port and the soft state's health
 //! (it decides only while this agent leads), and its statistics as metrics.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,50 +8,12 @@ use super::services::Services;
 use super::soft::SoftState;
 use super::DaemonSettings;
 use crate::api::ExtraMetric;
-use crate::cluster::{Cluster, NodeCluster, Unavailable};
-
-/// The scheduler's view of this agent: the cluster port (its state snapshot is copied
-/// once per apply and shared with the API and the executor loop) and the soft state's
-/// health.
-pub struct SchedulerCluster {
-    cluster: Arc<NodeCluster>,
-    soft: Arc<SoftState>,
-}
-
-#[async_trait::async_trait]
-impl crate::scheduler::Cluster for SchedulerCluster {
-    type Error = Unavailable;
-
-    fn is_leader(&self) -> bool {
-        self.cluster.is_leader()
-    }
-
-    fn state(&self) -> Arc<saturn_consensus::ClusterState> {
-        self.cluster.state()
-    }
-
-    fn health(&self) -> BTreeMap<String, crate::scheduler::AgentHealth> {
-        self.soft.health(Instant::now())
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.cluster.now_ms()
-    }
-
-    async fn propose(&self, command: saturn_consensus::Command) -> Result<saturn_consensus::CommandResult, Self::Error> {
-        self.cluster.propose(command).await
-    }
-
-    async fn changed(&self) {
-        self.cluster.changed().await
-    }
-}
 
 /// Runs the scheduler (it decides only while this agent leads) and publishes its
 /// statistics as metrics.
 pub async fn scheduler(settings: DaemonSettings, soft: Arc<SoftState>, services: Arc<Services>) {
-    let cluster = Arc::new(SchedulerCluster { cluster: services.cluster.clone(), soft });
-    let scheduler = crate::scheduler::Scheduler::new(cluster, settings.scheduler.clone());
+    let health: crate::scheduler::HealthSource = Box::new(move || soft.health(Instant::now()));
+    let scheduler = crate::scheduler::Scheduler::new(services.cluster.clone(), health, settings.scheduler.clone());
     let mut stats = scheduler.stats();
     let extra = services.extra.clone();
     tokio::spawn(async move {

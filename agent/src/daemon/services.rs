@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use saturn_consensus::codec::{decode, encode};
 use saturn_consensus::{ConsensusNode, JobId};
 
 use super::logs::{self, LogsRequest, LogsResponse};
 use super::soft::SoftState;
 use crate::api::{AgentServices, ExtraMetric, LogPiece, RaftView, ServiceError, SoftView};
 use crate::cluster::{Cluster, NodeCluster};
-use crate::mesh::{Channel, MeshHandle, MeshRequest, MeshResponse, PeerId};
+use crate::mesh::{Channel, MeshHandle};
+use crate::peer::{self, AskError};
 
 /// The running agent as the API sees it.
 pub struct Services {
@@ -58,15 +58,15 @@ impl Services {
         if host == self.name {
             return logs::read_local(&self.data_dir, &request).map_err(|e| ServiceError::Internal(format!("reading the log: {e}")));
         }
-        let peer_id = self
-            .node
-            .read(|state| state.agents.get(host).map(|a| a.node.peer_id.clone()))
-            .ok_or_else(|| ServiceError::NotFound(format!("host {host} of the job is unknown")))?;
-        let peer: PeerId = peer_id.parse().map_err(|_| ServiceError::Internal(format!("bad peer id of {host}")))?;
-        let body = encode("logs request", &request).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        match self.mesh.request(peer, MeshRequest { channel: Channel::Logs, body }).await {
-            Ok(MeshResponse::Ok(bytes)) => decode("logs response", &bytes).map_err(|e| ServiceError::Internal(e.to_string())),
-            Ok(MeshResponse::Err(why)) => Err(ServiceError::Unavailable(format!("{host}: {why}"))),
+        let peer = match peer::peer_of(&self.cluster.state(), host) {
+            Ok(peer) => peer,
+            Err(AskError::UnknownAgent(_)) => return Err(ServiceError::NotFound(format!("host {host} of the job is unknown"))),
+            Err(err) => return Err(ServiceError::Internal(err.to_string())),
+        };
+        match peer::ask(&self.mesh, peer, Channel::Logs, ["logs request", "logs response"], &request, None).await {
+            Ok(response) => Ok(response),
+            Err(AskError::Codec(err)) => Err(ServiceError::Internal(err.to_string())),
+            Err(AskError::Refused(why)) => Err(ServiceError::Unavailable(format!("{host}: {why}"))),
             Err(err) => Err(ServiceError::Unavailable(format!("cannot reach {host} for the log: {err}"))),
         }
     }

@@ -214,7 +214,7 @@ fn a_fenced_host_stops_every_process_with_the_fence_grace_and_hands_the_jobs_bac
     let record = world.job(&job);
     assert!(record.live.is_none(), "the exit was reported and freed the GPUs");
     assert_eq!((record.state, record.restarts), (JobState::Scheduled, 0), "handed back, not failed");
-    assert_eq!(world.state.counters.preemptions, 1);
+    assert_eq!(world.state.counters().preemptions, 1);
     assert_eq!(world.round("a", true), vec![], "nothing left to stop");
 }
 

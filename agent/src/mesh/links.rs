@@ -81,7 +81,9 @@ impl SwarmLoop {
     /// Applies a new policy: `None` keeps every link.
     pub(super) fn set_link_policy(&mut self, policy: Option<LinkPolicy>) {
         let Some(policy) = policy else {
-            self.links.bounded = None;
+            if self.links.bounded.take().is_some() {
+                tracing::info!("links: keeping every link (this agent votes, or belongs to no cluster)");
+            }
             return;
         };
         let mut keep = HashSet::new();
@@ -93,6 +95,9 @@ impl SwarmLoop {
                 self.add_peer_address(peer, addr);
             }
             keep.insert(peer);
+        }
+        if self.links.bounded.as_ref() != Some(&keep) {
+            tracing::info!(kept = keep.len(), "links: bounded to the voters and the leader, {MESH_KEPT} gossip mesh peers and recent ones");
         }
         self.links.bounded = Some(keep);
         self.tend_links();

@@ -28,14 +28,14 @@ pub fn decide_membership(state: &ClusterState, ctx: &SchedContext) -> Vec<Comman
     let mut commands = Vec::new();
     for (name, health) in &ctx.health {
         if let AgentHealth::Alive { node, gpus } = health {
-            let known = state.agents.get(name);
+            let known = state.agents().get(name);
             let current = known.is_some_and(|a: &AgentRecord| a.up && a.node == *node && a.gpus == *gpus);
             if !current {
                 commands.push(Command::AgentUp { node: node.clone(), gpus: gpus.clone(), at_ms: ctx.now_ms });
             }
         }
     }
-    for (name, agent) in &state.agents {
+    for (name, agent) in state.agents() {
         if !agent.up {
             continue;
         }

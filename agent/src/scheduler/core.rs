@@ -66,7 +66,7 @@ impl SchedulerCore {
         round.propose(decide_membership(&round.scratch, ctx));
 
         let hosts = up_hosts(&round.scratch);
-        let active = round.scratch.jobs.values().filter(|j| !j.state.is_terminal());
+        let active = round.scratch.jobs().values().filter(|j| !j.state.is_terminal());
         let book = ProfileBook::build(&round.scratch, &hosts, active, config);
         let (phases, unrunnable) = decide_phases(&round.scratch, &book, &hosts, ctx);
         for job in &unrunnable {
@@ -147,7 +147,7 @@ impl SchedulerCore {
 
 /// Whether some job of the instance is missing from the committed plan.
 fn plan_lacks_jobs(state: &ClusterState, planning: &PlanningInstance) -> bool {
-    let Some(plan) = &state.plan else { return !planning.instance.jobs.is_empty() };
+    let Some(plan) = &state.plan() else { return !planning.instance.jobs.is_empty() };
     let planned: BTreeSet<&str> = plan.assignments.iter().map(|a| a.job.0.as_str()).collect();
     planning.instance.jobs.iter().any(|job| !planned.contains(job.id.as_str()))
 }

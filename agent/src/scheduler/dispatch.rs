@@ -30,7 +30,7 @@ pub struct DispatchDecision {
 /// The training dispatches the committed plan allows now.
 pub fn decide_dispatch(state: &ClusterState, hosts: &[HostView], ctx: &SchedContext) -> DispatchDecision {
     let mut decision = DispatchDecision::default();
-    let Some(plan) = &state.plan else { return decision };
+    let Some(plan) = &state.plan() else { return decision };
     let mut free = FreeGpus::of(state, hosts);
     let mut reserved: BTreeSet<GpuSlot> = BTreeSet::new();
     for assignment in in_start_order(&plan.assignments) {
@@ -62,7 +62,7 @@ pub fn decide_dispatch(state: &ClusterState, hosts: &[HostView], ctx: &SchedCont
 /// Why the committed plan cannot be carried out on these hosts, if it cannot: it places
 /// a waiting job on a host that is not up or a GPU that is not offered.
 pub fn plan_stale_reason(state: &ClusterState, hosts: &[HostView]) -> Option<String> {
-    let plan = state.plan.as_ref()?;
+    let plan = state.plan()?;
     plan.assignments.iter().find_map(|a| {
         let waiting = state.job(&a.job).is_some_and(|j| j.state == JobState::Scheduled && j.live.is_none());
         waiting.then(|| unplaceable(&a.placement, hosts)).flatten().map(|why| format!("job {}: {why}", a.job))

@@ -67,7 +67,7 @@ fn a_later_job_never_takes_gpus_an_earlier_waiting_job_needs() {
     for command in decide(&state).commands.iter().take(1) {
         state.apply(command);
     }
-    assert_eq!(state.jobs[&ids[0]].state, JobState::Running);
+    assert_eq!(state.jobs()[&ids[0]].state, JobState::Running);
     let decision = decide(&state);
     assert_eq!(dispatched(&decision), vec![ids[3].clone()], "j2 would delay j1; j3 is in nobody's way");
 }

@@ -43,7 +43,7 @@ pub fn decide_early_stops(state: &ClusterState, at_ms: u64) -> Vec<Command> {
 /// Every job with an early-stopping rule, grouped by sweep (the rule of its first job).
 pub fn sweeps(state: &ClusterState) -> BTreeMap<&str, (&EarlyStop, Vec<&JobRecord>)> {
     let mut sweeps: BTreeMap<&str, (&EarlyStop, Vec<&JobRecord>)> = BTreeMap::new();
-    for job in state.jobs.values() {
+    for job in state.jobs().values() {
         if let Some(rule) = &job.spec.early_stop {
             sweeps.entry(rule.sweep.as_str()).or_insert_with(|| (rule, Vec::new())).1.push(job);
         }

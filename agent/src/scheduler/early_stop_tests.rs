@@ -126,7 +126,7 @@ fn a_stopped_job_ends_stopped_after_its_attempt_exits_and_frees_its_gpus() {
     let job = state.job(&ids[2]).cloned().expect("job");
     assert_eq!((job.state, job.finished_at_ms, job.live.is_none()), (JobState::Stopped, Some(8), true));
     assert!(state.gpu_holder("a", 2).is_none());
-    assert_eq!(state.counters.early_stops, 2);
+    assert_eq!(state.counters().early_stops, 2);
     assert_eq!(state.job(&ids[0]).map(|j| j.state), Some(JobState::Running));
 }
 

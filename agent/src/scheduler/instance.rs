@@ -107,7 +107,7 @@ pub fn build_instance(
         sources: BTreeMap::new(),
         left_out: Vec::new(),
     };
-    for job in state.jobs.values().filter(|j| is_plannable(j)) {
+    for job in state.jobs().values().filter(|j| is_plannable(j)) {
         let (mut options, mut sources): (Vec<JobOption>, Vec<Source>) =
             job_options(book, job, hosts).into_iter().unzip();
         let running = running_of(&planning, job, &mut options, &mut sources, book);

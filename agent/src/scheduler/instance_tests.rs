@@ -11,7 +11,7 @@ use crate::scheduler::test_support::{add_mixed_host, cluster, key, record, spec,
 fn build(state: &ClusterState) -> PlanningInstance {
     let config = SchedulerConfig::default();
     let hosts = up_hosts(state);
-    let book = ProfileBook::build(state, &hosts, state.jobs.values(), &config);
+    let book = ProfileBook::build(state, &hosts, state.jobs().values(), &config);
     build_instance(state, &book, &hosts, &config)
 }
 
@@ -139,9 +139,9 @@ fn a_job_that_reports_no_steps_gets_one_option_lasting_its_duration_estimate() {
 
     let config = SchedulerConfig::default();
     let hosts = up_hosts(&state);
-    let book = ProfileBook::build(&state, &hosts, state.jobs.values(), &config);
-    assert!(book.series_of(&state.jobs[&id]).all(|s| s.ready() && s.next.is_none()), "no more trials for it");
-    let options = job_options(&book, &state.jobs[&id], &hosts);
+    let book = ProfileBook::build(&state, &hosts, state.jobs().values(), &config);
+    assert!(book.series_of(&state.jobs()[&id]).all(|s| s.ready() && s.next.is_none()), "no more trials for it");
+    let options = job_options(&book, &state.jobs()[&id], &hosts);
     assert_eq!(options.len(), 1, "{options:?}");
     let (option, source) = &options[0];
     assert_eq!((option.technique.as_str(), option.gpus_per_host * option.hosts), ("fsdp", 8), "first technique, largest count");

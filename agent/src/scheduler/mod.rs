@@ -3,7 +3,7 @@
 //! Every decision is a function of the replicated [`ClusterState`] and a [`SchedContext`]
 //! (the time, agent health, the knobs) returning [`Command`]s; [`Scheduler`] is the thin
 //! async shell that, on the Raft leader only, feeds those functions snapshots and proposes
-//! what they return through the [`Cluster`] trait.
+//! what they return through the cluster port ([`crate::cluster::Cluster`]).
 //!
 //! Map:
 //! - [`config`]: the knobs; [`context`]: time and agent health, the non-replicated inputs.
@@ -48,6 +48,8 @@ use std::time::Duration;
 use saturn_consensus::{ClusterState, Command, CommandResult, JobId};
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
+
 pub use self::config::SchedulerConfig;
 pub use self::context::{AgentHealth, SchedContext};
 pub use self::core::SchedulerCore;
@@ -57,42 +59,14 @@ pub use self::stats::SchedulerStats;
 /// How long a round waits after a state change, so a burst of applies is decided once.
 const CHANGE_SETTLE: Duration = Duration::from_millis(20);
 
-/// What the scheduler needs from the agent: the replicated state, a way to propose, who
-/// leads, and who is alive. The daemon implements it over its consensus node and mesh.
-#[async_trait::async_trait]
-pub trait Cluster: Send + Sync + 'static {
-    /// Why a proposal did not commit (not leader any more, timeout, shutdown).
-    type Error: std::fmt::Display + Send + 'static;
-
-    /// Whether this agent is the Raft leader now.
-    fn is_leader(&self) -> bool;
-
-    /// A snapshot of the applied state. Shared, not copied: with thousands of jobs a copy
-    /// costs tens of milliseconds, and the scheduler asks every round.
-    fn state(&self) -> Arc<ClusterState>;
-
-    /// How the failure detector sees each agent now.
-    fn health(&self) -> BTreeMap<String, AgentHealth>;
-
-    /// Now, Unix milliseconds (stamped on commands).
-    fn now_ms(&self) -> u64 {
-        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        since_epoch.map_or(0, |d| d.as_millis() as u64)
-    }
-
-    /// Commits `command` and returns what applying it did.
-    async fn propose(&self, command: Command) -> Result<CommandResult, Self::Error>;
-
-    /// Resolves when the applied state may have changed (the default never does: the
-    /// scheduler then only wakes on its tick).
-    async fn changed(&self) {
-        std::future::pending::<()>().await
-    }
-}
+/// How the failure detector sees each agent now (the soft state's heartbeats): the one
+/// input the scheduler takes from outside the replicated state.
+pub type HealthSource = Box<dyn Fn() -> BTreeMap<String, AgentHealth> + Send + Sync>;
 
 /// The scheduler task of one agent: idle while it follows, deciding while it leads.
-pub struct Scheduler<C: Cluster> {
+pub struct Scheduler<C: Cluster + ?Sized> {
     cluster: Arc<C>,
+    health: HealthSource,
     config: SchedulerConfig,
     stats: watch::Sender<SchedulerStats>,
     /// Present only while leading; dropped on losing leadership, so a leader resumes from
@@ -110,11 +84,11 @@ struct Leadership {
     dispatched: BTreeMap<JobId, (u32, u64)>,
 }
 
-impl<C: Cluster> Scheduler<C> {
+impl<C: Cluster + ?Sized> Scheduler<C> {
     /// A scheduler over `cluster`. Nothing runs until [`run`](Self::run).
-    pub fn new(cluster: Arc<C>, config: SchedulerConfig) -> Self {
+    pub fn new(cluster: Arc<C>, health: HealthSource, config: SchedulerConfig) -> Self {
         let (stats, _) = watch::channel(SchedulerStats::default());
-        Scheduler { cluster, config, stats, leadership: None }
+        Scheduler { cluster, health, config, stats, leadership: None }
     }
 
     /// The statistics, refreshed after every round.
@@ -158,7 +132,7 @@ impl<C: Cluster> Scheduler<C> {
             Leadership { core: SchedulerCore::new(), observing_since_ms: now_ms, dispatched: BTreeMap::new() }
         });
         let state = self.cluster.state();
-        let mut ctx = SchedContext::new(now_ms, self.cluster.health(), self.config.clone());
+        let mut ctx = SchedContext::new(now_ms, (self.health)(), self.config.clone());
         ctx.observing_since_ms = leadership.observing_since_ms;
 
         let mut core = leadership.core;

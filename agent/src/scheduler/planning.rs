@@ -202,7 +202,7 @@ fn solve_options(config: &SchedulerConfig, solver: Solver) -> SolveOptions {
 
 /// No plan yet, a different set of jobs, or a clearly shorter remaining makespan.
 fn worth_committing(state: &ClusterState, new: &StoredPlan, ctx: &SchedContext) -> bool {
-    let Some(current) = &state.plan else { return true };
+    let Some(current) = &state.plan() else { return true };
     let jobs = |plan: &StoredPlan| plan.assignments.iter().map(|a| a.job.clone()).collect::<BTreeSet<JobId>>();
     if jobs(current) != jobs(new) {
         return true;

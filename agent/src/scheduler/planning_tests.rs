@@ -46,7 +46,7 @@ fn run_replan(state: &ClusterState, now_ms: u64) -> PlanOutcome {
     let mut ctx = ctx(state, now_ms);
     ctx.config.solve_time_limit_ms = 50;
     let hosts = up_hosts(state);
-    let book = ProfileBook::build(state, &hosts, state.jobs.values(), &ctx.config);
+    let book = ProfileBook::build(state, &hosts, state.jobs().values(), &ctx.config);
     let planning = build_instance(state, &book, &hosts, &ctx.config);
     replan(state, &planning, &ctx, false).expect("the instance is valid")
 }

@@ -38,7 +38,7 @@ pub struct ProfilingStats {
 
 /// Profiling statistics of every job ever submitted, on the up hosts.
 pub fn profiling_stats(state: &ClusterState, config: &SchedulerConfig) -> ProfilingStats {
-    let book = ProfileBook::build(state, &up_hosts(state), state.jobs.values(), config);
+    let book = ProfileBook::build(state, &up_hosts(state), state.jobs().values(), config);
     let mut stats = ProfilingStats::default();
     for series in book.series.values().filter(|s| !s.user_given) {
         stats.pruned_series += u64::from(series.pruned_by.is_some());

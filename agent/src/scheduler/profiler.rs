@@ -43,7 +43,7 @@ pub struct Unrunnable {
 /// Profile keys some live trial is measuring now.
 pub fn keys_in_flight(state: &ClusterState) -> BTreeSet<ProfileKey> {
     state
-        .jobs
+        .jobs()
         .values()
         .filter_map(|j| match &j.live.as_ref()?.kind {
             DispatchKind::Trial { profile_key, .. } => Some(profile_key.clone()),
@@ -59,13 +59,13 @@ pub fn keys_in_flight(state: &ClusterState) -> BTreeSet<ProfileKey> {
 pub fn held_by_profiling(state: &ClusterState, unrunnable: &[Unrunnable], ctx: &SchedContext) -> BTreeSet<JobId> {
     let recent = |job: &JobRecord| ctx.now_ms.saturating_sub(job.submitted_at_ms) < ctx.config.profiling_hold_ms;
     let profiling = state
-        .jobs
+        .jobs()
         .values()
         .any(|job| recent(job) && waits_for_profiles(job) && !unrunnable.iter().any(|u| u.job == job.id));
     if !profiling {
         return BTreeSet::new();
     }
-    state.jobs.values().filter(|job| recent(job)).map(|job| job.id.clone()).collect()
+    state.jobs().values().filter(|job| recent(job)).map(|job| job.id.clone()).collect()
 }
 
 /// Queued or profiling for itself (not a scheduled job lending itself to a trial).
@@ -85,7 +85,7 @@ pub fn decide_phases(
     let in_flight = keys_in_flight(state);
     let mut commands = Vec::new();
     let mut unrunnable = Vec::new();
-    let waiting = state.jobs.values().filter(|j| j.live.is_none());
+    let waiting = state.jobs().values().filter(|j| j.live.is_none());
     for job in waiting.filter(|j| matches!(j.state, JobState::Queued | JobState::Profiling)) {
         let series: Vec<&Series> = book.series_of(job).collect();
         if series.is_empty() {
@@ -181,7 +181,7 @@ pub fn decide_trials(
 
 /// GPUs that the committed plan names for jobs that have not started yet.
 fn planned_waiting_gpus(state: &ClusterState) -> Vec<GpuSlot> {
-    let Some(plan) = &state.plan else { return Vec::new() };
+    let Some(plan) = &state.plan() else { return Vec::new() };
     plan.assignments
         .iter()
         .filter(|a| state.job(&a.job).is_some_and(|j| j.state == JobState::Scheduled && j.live.is_none()))
@@ -192,7 +192,7 @@ fn planned_waiting_gpus(state: &ClusterState) -> Vec<GpuSlot> {
 /// Jobs of the series' group that wait for profiles and can run as its technique.
 fn jobs_waiting_on(state: &ClusterState, series: &Series) -> usize {
     state
-        .jobs
+        .jobs()
         .values()
         .filter(|j| matches!(j.state, JobState::Queued | JobState::Profiling))
         .filter(|j| j.spec.profile_group == series.key.group && j.spec.techniques.contains(&series.key.technique))
@@ -202,7 +202,7 @@ fn jobs_waiting_on(state: &ClusterState, series: &Series) -> usize {
 /// An idle job of the group that may run the series' technique: waiting-for-profile jobs
 /// first (they have nothing better to do), then scheduled ones.
 fn carrier<'a>(state: &'a ClusterState, series: &Series, taken: &BTreeSet<JobId>) -> Option<&'a JobRecord> {
-    let idle = state.jobs.values().filter(|j| {
+    let idle = state.jobs().values().filter(|j| {
         j.live.is_none()
             && !taken.contains(&j.id)
             && j.spec.profile_group == series.key.group

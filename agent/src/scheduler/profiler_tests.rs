@@ -1,6 +1,6 @@
 //! Trial dispatch and job phases, scenario by scenario.
 
-use saturn_consensus::CommandResult;
+use saturn_consensus::{AttemptEvent, CommandResult};
 
 use super::*;
 use crate::scheduler::config::SchedulerConfig;
@@ -8,7 +8,7 @@ use crate::scheduler::shapes::up_hosts;
 use crate::scheduler::test_support::{cluster, ctx, key, record, spec, submit};
 
 fn book(state: &ClusterState) -> ProfileBook {
-    let active = state.jobs.values().filter(|j| !j.state.is_terminal());
+    let active = state.jobs().values().filter(|j| !j.state.is_terminal());
     ProfileBook::build(state, &up_hosts(state), active, &SchedulerConfig::default())
 }
 
@@ -80,9 +80,11 @@ fn jobs_move_from_queued_to_profiling_to_scheduled() {
     assert!(matches!(&commands[..], [Command::SetJobPhase { job, phase: JobPhase::Profiling, .. }] if *job == ids[1]));
     apply_all(&mut state, &commands);
     // The trial ends: 1 and then 2 GPUs are measured.
-    let carrier = ids.iter().find(|id| state.jobs[*id].live.is_some()).unwrap().clone();
-    state.job_mut(&carrier).unwrap().live = None;
-    state.gpus.clear();
+    let carrier = ids.iter().find(|id| state.jobs()[*id].live.is_some()).unwrap().clone();
+    let attempt = state.jobs()[&carrier].live.as_ref().unwrap().attempt;
+    let exited = AttemptEvent::Exited { code: Some(0), error: None };
+    state.apply(&Command::JobEvent { job: carrier, attempt, event: exited, at_ms: 1 });
+    assert!(state.gpus().is_empty(), "the trial's GPUs are free again");
     record(&mut state, key("g", "ddp", 1, 1), Some(1.0));
     record(&mut state, key("g", "ddp", 2, 1), Some(0.5));
     let (commands, unrunnable) = phases(&state);

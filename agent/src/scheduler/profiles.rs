@@ -161,7 +161,7 @@ impl ProfileBook {
         let sizes = host_sizes_by_model(hosts);
         let mut book = ProfileBook::default();
         let silent: BTreeSet<&str> = state
-            .profiles
+            .profiles()
             .iter()
             .filter(|(_, result)| matches!(result, ProfileResult::NoSteps))
             .map(|(key, _)| key.profile_group.as_str())

@@ -12,7 +12,7 @@ fn setup(techniques: &[&str]) -> ClusterState {
 }
 
 fn book(state: &ClusterState) -> ProfileBook {
-    ProfileBook::build(state, &up_hosts(state), state.jobs.values(), &SchedulerConfig::default())
+    ProfileBook::build(state, &up_hosts(state), state.jobs().values(), &SchedulerConfig::default())
 }
 
 fn series<'a>(book: &'a ProfileBook, technique: &str) -> &'a Series {

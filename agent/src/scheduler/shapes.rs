@@ -47,7 +47,7 @@ impl Shape {
 
 /// The GPU groups of the up hosts: by agent name, then model.
 pub fn up_hosts(state: &ClusterState) -> Vec<HostView> {
-    state.agents.values().filter(|a| a.up).flat_map(host_views).collect()
+    state.agents().values().filter(|a| a.up).flat_map(host_views).collect()
 }
 
 /// One view per GPU model of the agent (none without GPUs).

@@ -7,6 +7,7 @@ use saturn_consensus::{DispatchKind, Rejection};
 
 use super::test_support::{cluster, ctx, spec, submit};
 use super::*;
+use crate::cluster::Unavailable;
 
 /// An in-memory cluster: proposals apply at once, but `state()` can be made to lag one
 /// proposal batch behind, as a snapshot read before the last applies would.
@@ -16,6 +17,8 @@ struct FakeCluster {
     leader: AtomicBool,
     reject_next: AtomicUsize,
     proposed: Mutex<Vec<Command>>,
+    /// Never changes: the scheduler then wakes only on its tick.
+    applied: watch::Sender<u64>,
 }
 
 impl FakeCluster {
@@ -26,6 +29,7 @@ impl FakeCluster {
             leader: AtomicBool::new(true),
             reject_next: AtomicUsize::new(0),
             proposed: Mutex::new(Vec::new()),
+            applied: watch::channel(0).0,
         })
     }
 
@@ -43,8 +47,6 @@ impl FakeCluster {
 
 #[async_trait::async_trait]
 impl Cluster for FakeCluster {
-    type Error = String;
-
     fn is_leader(&self) -> bool {
         self.leader.load(Ordering::SeqCst)
     }
@@ -54,15 +56,11 @@ impl Cluster for FakeCluster {
         Arc::new(lagging.unwrap_or_else(|| self.state.lock().unwrap().clone()))
     }
 
-    fn health(&self) -> BTreeMap<String, AgentHealth> {
-        ctx(&self.state.lock().unwrap(), 0).health
-    }
-
     fn now_ms(&self) -> u64 {
         1_000
     }
 
-    async fn propose(&self, command: Command) -> Result<CommandResult, String> {
+    async fn propose(&self, command: Command) -> Result<CommandResult, Unavailable> {
         self.proposed.lock().unwrap().push(command.clone());
         if self.reject_next.load(Ordering::SeqCst) > 0 {
             self.reject_next.fetch_sub(1, Ordering::SeqCst);
@@ -70,6 +68,18 @@ impl Cluster for FakeCluster {
             return Ok(CommandResult::Rejected(Rejection::WrongState { job, why: "test".into() }));
         }
         Ok(self.state.lock().unwrap().apply(&command))
+    }
+
+    fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+}
+
+impl FakeCluster {
+    /// Health as a fresh context sees the fake's agents.
+    fn health(self: &Arc<Self>) -> HealthSource {
+        let fake = self.clone();
+        Box::new(move || ctx(&fake.state.lock().unwrap(), 0).health)
     }
 }
 
@@ -83,7 +93,7 @@ fn two_jobs_on_one_host() -> ClusterState {
 async fn a_follower_proposes_nothing() {
     let fake = FakeCluster::new(two_jobs_on_one_host());
     fake.leader.store(false, Ordering::SeqCst);
-    let mut scheduler = Scheduler::new(fake.clone(), SchedulerConfig::default());
+    let mut scheduler = Scheduler::new(fake.clone(), fake.health(), SchedulerConfig::default());
     scheduler.round().await;
     assert!(fake.proposed.lock().unwrap().is_empty());
     assert!(!scheduler.stats().borrow().leading);
@@ -92,7 +102,7 @@ async fn a_follower_proposes_nothing() {
 #[tokio::test]
 async fn a_lagging_snapshot_never_causes_a_second_dispatch() {
     let fake = FakeCluster::new(two_jobs_on_one_host());
-    let mut scheduler = Scheduler::new(fake.clone(), SchedulerConfig::default());
+    let mut scheduler = Scheduler::new(fake.clone(), fake.health(), SchedulerConfig::default());
     scheduler.round().await;
     assert_eq!(fake.dispatches().len(), 2, "one trial per group");
     // The next snapshots still show the state before those dispatches.
@@ -106,19 +116,19 @@ async fn a_lagging_snapshot_never_causes_a_second_dispatch() {
 async fn rejected_proposals_are_re_decided_next_round() {
     let fake = FakeCluster::new(two_jobs_on_one_host());
     fake.reject_next.store(100, Ordering::SeqCst);
-    let mut scheduler = Scheduler::new(fake.clone(), SchedulerConfig::default());
+    let mut scheduler = Scheduler::new(fake.clone(), fake.health(), SchedulerConfig::default());
     scheduler.round().await;
     assert!(scheduler.stats().borrow().proposals_rejected > 0);
     fake.reject_next.store(0, Ordering::SeqCst);
     scheduler.round().await;
-    let live = fake.state.lock().unwrap().jobs.values().filter(|j| j.live.is_some()).count();
+    let live = fake.state.lock().unwrap().jobs().values().filter(|j| j.live.is_some()).count();
     assert_eq!(live, 2, "the trials go out once proposals commit again");
 }
 
 #[tokio::test]
 async fn a_returning_leader_resumes_from_state_without_redispatching() {
     let fake = FakeCluster::new(two_jobs_on_one_host());
-    let mut scheduler = Scheduler::new(fake.clone(), SchedulerConfig::default());
+    let mut scheduler = Scheduler::new(fake.clone(), fake.health(), SchedulerConfig::default());
     scheduler.round().await;
     fake.leader.store(false, Ordering::SeqCst);
     scheduler.round().await;
@@ -132,7 +142,7 @@ async fn a_returning_leader_resumes_from_state_without_redispatching() {
 async fn the_loop_decides_on_its_tick_and_stops_on_shutdown() {
     let fake = FakeCluster::new(two_jobs_on_one_host());
     let config = SchedulerConfig { tick_ms: 10, ..SchedulerConfig::default() };
-    let scheduler = Scheduler::new(fake.clone(), config);
+    let scheduler = Scheduler::new(fake.clone(), fake.health(), config);
     let stats = scheduler.stats();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(scheduler.run(async move {

@@ -94,7 +94,7 @@ pub fn record(state: &mut ClusterState, key: ProfileKey, step_time: Option<f64>)
 /// A context at `now_ms` in which every up agent of `state` is alive.
 pub fn ctx(state: &ClusterState, now_ms: u64) -> SchedContext {
     let health = state
-        .agents
+        .agents()
         .values()
         .filter(|a| a.up)
         .map(|a| (a.node.name.clone(), AgentHealth::Alive { node: a.node.clone(), gpus: a.gpus.clone() }))
