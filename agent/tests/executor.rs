@@ -314,12 +314,11 @@ async fn a_trial_run_is_ended_once_its_step_time_settles_and_counts_as_a_success
     let (seconds, samples) = measured(&events);
     assert!((5..50).contains(&samples), "stopped after {samples} reports");
     assert!((0.09..0.3).contains(&seconds), "measured {seconds} s/step for 0.1 s sleeps");
-    // sh dies of the SIGTERM, yet the trial measured what it was for.
-    assert!(
-        matches!(events.last(), Some(ProcessEvent::Exited { code: Some(0), error: None, .. })),
-        "{:?}",
-        events.last()
-    );
+    // sh dies of the SIGTERM, and the exit says so as it happened: the verdict (the
+    // StepTime event just before it) is what makes the trial a success.
+    let verdict = events.iter().position(|e| matches!(e, ProcessEvent::StepTime { .. }));
+    assert_eq!(verdict, Some(events.len() - 2), "the step time comes right before the exit: {events:?}");
+    assert!(matches!(events.last(), Some(ProcessEvent::Exited { signal: Some(15), .. })), "{:?}", events.last());
     let log = std::fs::read_to_string(h.table.log_path(&spec.key())).expect("log");
     assert!(log.contains("trial stopped after"), "{log}");
 }
@@ -334,7 +333,7 @@ async fn a_trial_that_hangs_is_ended_as_infeasible_after_its_timeout() {
     h.table.ensure_running(&spec).await;
     let events = h.run_to_exit(&spec.key()).await;
     assert!(started.elapsed() < Duration::from_secs(10), "the trial ran {:?}", started.elapsed());
-    assert!(!events.iter().any(|e| matches!(e, ProcessEvent::StepTime { .. })), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, ProcessEvent::StepTime { .. } | ProcessEvent::TrialNoSteps)), "{events:?}");
     match events.last() {
         Some(ProcessEvent::Exited { code: None, error: Some(error), .. }) => {
             assert!(error.contains("no step time within"), "{error}")
@@ -353,7 +352,9 @@ async fn a_trial_of_a_script_that_never_reports_a_step_ends_well_with_no_steps()
     h.table.ensure_running(&spec).await;
     let events = h.run_to_exit(&spec.key()).await;
     assert!(!events.iter().any(|e| matches!(e, ProcessEvent::Step { .. } | ProcessEvent::StepTime { .. })), "{events:?}");
-    assert!(matches!(events.last(), Some(ProcessEvent::Exited { code: Some(0), error: None, .. })), "{:?}", events.last());
+    // Its verdict, then its exit as it happened (the supervisor's SIGTERM).
+    assert!(matches!(events[events.len() - 2], ProcessEvent::TrialNoSteps), "{events:?}");
+    assert!(matches!(events.last(), Some(ProcessEvent::Exited { signal: Some(15), .. })), "{:?}", events.last());
 }
 
 #[tokio::test]

@@ -258,12 +258,27 @@ impl ClusterState {
                 }
             }
             AttemptEvent::TrialStepTime { seconds_per_step, .. } => {
-                if training {
+                let DispatchKind::Trial { profile_key, .. } = &live.kind else {
                     return Err(wrong_state(id, format!("attempt {attempt} is not a trial")));
-                }
-                // Exactly what the step-0 report of older logs did.
+                };
+                // Kept with the attempt, as the step-0 report of older logs did.
                 live.reported_progress = true;
                 merge_metrics(&mut live.metrics, &[(STEP_TIME_METRIC.to_string(), *seconds_per_step)]);
+                // The verdict: the profile now, and the exit that follows is expected. A
+                // trial already stopping (preempted) measured nothing.
+                if live.status == AttemptStatus::Running {
+                    live.status = AttemptStatus::Stopping;
+                    self.profiles.insert(profile_key.clone(), ProfileResult::StepTime(*seconds_per_step));
+                }
+            }
+            AttemptEvent::TrialNoSteps => {
+                let DispatchKind::Trial { profile_key, .. } = &live.kind else {
+                    return Err(wrong_state(id, format!("attempt {attempt} is not a trial")));
+                };
+                if live.status == AttemptStatus::Running {
+                    live.status = AttemptStatus::Stopping;
+                    self.profiles.insert(profile_key.clone(), ProfileResult::NoSteps);
+                }
             }
             AttemptEvent::Exited { code, error } => self.attempt_exited(id, *code, error.clone(), at_ms),
             AttemptEvent::HandBack { code, error } => {

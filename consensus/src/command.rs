@@ -260,9 +260,13 @@ pub enum AttemptEvent {
     // encoding. Logs written before them say the same things as a step-0 `Progress`
     // carrying [`STEP_TIME_METRIC`] and as a `Preempt` followed by `Exited`; both still
     // apply as they did.
-    /// Trial attempts only, just before their `Exited`: the step time the executor
-    /// measured from the `SATURN step=` lines (median after warm-up). The trial's exit
-    /// then records it as the profile (`ProfileResult::StepTime`).
+    /// Trial attempts only, just before their `Exited`, when the measurement stands (the
+    /// executor stopped the trial once its step time had settled or its time was up, or
+    /// the trial exited 0 by itself): the step time the executor measured from the
+    /// `SATURN step=` lines (median after warm-up). The profile is recorded at once
+    /// (`ProfileResult::StepTime`) and the attempt is then stopping: its exit, whatever
+    /// its status, is the end the executor asked for. A trial that crashed gets no
+    /// verdict: its exit records it as infeasible.
     TrialStepTime {
         /// Seconds per step.
         seconds_per_step: f64,
@@ -279,6 +283,11 @@ pub enum AttemptEvent {
         /// What ended it, for people.
         error: Option<String>,
     },
+    /// Trial attempts only, just before their `Exited`: the trial ran out of time without
+    /// one `SATURN step=` line (the script ignores the stdout protocol, which the spec
+    /// allows). Recorded at once as `ProfileResult::NoSteps` — no trial can measure the
+    /// job; it is planned by its `duration_estimate_s` — and the attempt is then stopping.
+    TrialNoSteps,
 }
 
 /// Name under which a trial attempt's measured seconds per step are kept among its

@@ -258,3 +258,50 @@ fn a_trial_that_reports_no_step_at_all_records_no_steps_not_infeasible() {
     state.apply(&exited(&job, 3, 0));
     assert_eq!(state.jobs()[&job].state, JobState::Completed);
 }
+
+#[test]
+fn a_trial_verdict_records_the_profile_at_once_and_the_exit_that_follows_is_expected() {
+    let mut state = cluster_with_hosts();
+    let job = submit(&mut state, vec![spec("v", 1000, 0)]).remove(0);
+    let key = |hosts: u32| ProfileKey {
+        profile_group: "v".into(),
+        technique: "ddp".into(),
+        gpus_per_host: 1,
+        hosts,
+        gpu_model: "A100-80GB".into(),
+    };
+    let trial = |n: u32| Command::Dispatch {
+        job: job.clone(),
+        technique: "ddp".into(),
+        placement: on("a", &[0]),
+        kind: DispatchKind::Trial { profile_key: key(n), steps: 20 },
+        at_ms: u64::from(n),
+    };
+    // Measured, then killed by the executor's SIGTERM: the exit as it happened (a signal)
+    // does not undo the verdict.
+    state.apply(&trial(1));
+    state.apply(&event(&job, 1, AttemptEvent::TrialStepTime { seconds_per_step: 0.25, samples: 12 }));
+    assert_eq!(state.profile(&key(1)), Some(&ProfileResult::StepTime(0.25)), "recorded at once");
+    assert_eq!(state.jobs()[&job].live.as_ref().map(|l| l.status), Some(AttemptStatus::Stopping));
+    state.apply(&event(&job, 1, AttemptEvent::Exited { code: None, error: Some("killed by signal 15".into()) }));
+    assert_eq!(state.profile(&key(1)), Some(&ProfileResult::StepTime(0.25)));
+    let record = &state.jobs()[&job];
+    assert_eq!((record.state, record.restarts, record.live.is_none()), (JobState::Profiling, 0, true));
+    assert!(state.gpu_holder("a", 0).is_none());
+
+    // Out of time without one step line: no steps, whatever the exit.
+    state.apply(&trial(2));
+    state.apply(&event(&job, 2, AttemptEvent::TrialNoSteps));
+    state.apply(&exited(&job, 2, 143));
+    assert_eq!(state.profile(&key(2)), Some(&ProfileResult::NoSteps));
+
+    // No verdict and a crash: infeasible, as before.
+    state.apply(&trial(3));
+    state.apply(&event(&job, 3, AttemptEvent::Exited { code: Some(1), error: Some("CUDA out of memory".into()) }));
+    assert!(matches!(state.profile(&key(3)), Some(ProfileResult::Infeasible { .. })));
+
+    // A verdict is for trials only.
+    state.apply(&train(&job, on("a", &[0])));
+    let refused = state.apply(&event(&job, 4, AttemptEvent::TrialNoSteps));
+    assert!(matches!(refused, CommandResult::Rejected(Rejection::WrongState { .. })), "{refused:?}");
+}

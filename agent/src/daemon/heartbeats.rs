@@ -1,5 +1,6 @@
-//! This agent's heartbeat: identity, GPU load (from the replicated state) and membership,
-//! published every interval on the topic its role speaks on.
+//! This agent's heartbeat: identity, GPU load (from the replicated state, through the
+//! cluster port) and membership (Raft's own view, from the consensus node), published
+//! every interval on the topic its role speaks on.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,7 @@ use saturn_consensus::{AgentNode, ConsensusNode};
 
 use super::soft::SoftState;
 use super::{membership, DaemonSettings};
-use crate::cluster::now_ms;
+use crate::cluster::{now_ms, Cluster};
 use crate::mesh::{Gossip, GpuLoad, Heartbeat, LinkPolicy, MeshHandle, Topic};
 
 /// Publishes this agent's heartbeat (identity, GPU load, membership) every interval.
@@ -16,6 +17,7 @@ pub async fn heartbeats(
     settings: DaemonSettings,
     me: AgentNode,
     mesh: MeshHandle,
+    cluster: Arc<dyn Cluster>,
     node: Arc<ConsensusNode>,
     soft: Arc<SoftState>,
 ) {
@@ -27,9 +29,8 @@ pub async fn heartbeats(
     loop {
         tick.tick().await;
         seq += 1;
-        let busy: Vec<bool> = node.read(|state| {
-            settings.gpus.iter().map(|gpu| state.gpu_holder(&settings.name, gpu.index).is_some()).collect()
-        });
+        let state = cluster.state();
+        let busy: Vec<bool> = settings.gpus.iter().map(|gpu| state.gpu_holder(&settings.name, gpu.index).is_some()).collect();
         let gpus = settings
             .gpus
             .iter()

@@ -185,7 +185,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
     let (fenced_tx, fenced) = watch::channel(false);
     tasks.spawn(inbound::mesh_events(mesh_events, node.clone(), soft.clone(), settings.data_dir.clone(), ckpt_server));
     tasks.spawn(crate::checkpoint::replicate::run(ckpt.clone(), services.clone(), services.cluster.applied()));
-    tasks.spawn(heartbeats::heartbeats(settings.clone(), me.clone(), mesh.clone(), node.clone(), soft.clone()));
+    tasks.spawn(heartbeats::heartbeats(settings.clone(), me.clone(), mesh.clone(), services.cluster.clone(), node.clone(), soft.clone()));
     tasks.spawn(leader_watch::watch_raft(node.clone(), services.leader_changes.clone()));
     tasks.spawn(fence::fence(node.clone(), soft.clone(), settings.fence_after(), fenced_tx, lease));
     tasks.spawn(membership::run(

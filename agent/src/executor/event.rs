@@ -32,14 +32,17 @@ pub enum ProcessEvent {
         /// Metric value.
         value: f64,
     },
-    /// Trial runs only, just before `Exited`: the measured step time
-    /// (see [`robust_step_time`](super::robust_step_time)).
+    /// Trial runs only, just before `Exited`, when the measurement stands: the measured
+    /// step time (see [`robust_step_time`](super::robust_step_time)).
     StepTime {
         /// Median seconds per step after warm-up.
         seconds_per_step: f64,
         /// How many `SATURN step=` reports it was computed from.
         samples: usize,
     },
+    /// Trial runs only, just before `Exited`: the trial ran out of time without one
+    /// `SATURN step=` line.
+    TrialNoSteps,
     /// The process is gone (or never started); always the attempt's last event.
     Exited {
         /// Exit status, when it exited by itself.

@@ -27,6 +27,7 @@ pub fn attempt_event(event: ProcessEvent, metrics: &mut Vec<(String, f64)>, hand
         ProcessEvent::StepTime { seconds_per_step, samples } => {
             StateEvent::TrialStepTime { seconds_per_step, samples: u32::try_from(samples).unwrap_or(u32::MAX) }
         }
+        ProcessEvent::TrialNoSteps => StateEvent::TrialNoSteps,
         ProcessEvent::Checkpoint { step } => StateEvent::Checkpoint { step },
         ProcessEvent::Metric { .. } => return None,
         ProcessEvent::Exited { code, signal, error } => {

@@ -104,6 +104,25 @@ impl Escalation {
     }
 }
 
+/// What a trial measured, when the measurement stands: its step time when the
+/// supervisor ended it after measuring one (the step time settled, or it ran out of time
+/// but did measure one: a slow configuration, not a broken one) or when it exited 0 by
+/// itself; `NoSteps` when it ran out of time without one step line (the script ignores
+/// the stdout protocol, which the spec allows: it is then planned by its
+/// `duration_estimate_s`). `None` otherwise: a trial that crashed is recorded as
+/// infeasible by its exit.
+fn trial_verdict(status: Option<&std::io::Result<ExitStatus>>, stop: StopState, samples: &[StepSample]) -> Option<ProcessEvent> {
+    let Some(Ok(status)) = status else { return None };
+    let ended_by_supervisor = stop.settled || stop.timed_out;
+    match robust_step_time(samples) {
+        Some(seconds_per_step) if ended_by_supervisor || status.code() == Some(0) => {
+            Some(ProcessEvent::StepTime { seconds_per_step, samples: samples.len() })
+        }
+        None if stop.timed_out && samples.is_empty() => Some(ProcessEvent::TrialNoSteps),
+        _ => None,
+    }
+}
+
 /// Runs until the process has exited and its output is drained; sends `Exited` last.
 pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control: mpsc::UnboundedReceiver<Control>) {
     let (line_tx, mut lines) = mpsc::channel::<Line>(256);
@@ -200,26 +219,15 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
     for event in throttle.flush(Instant::now()) {
         sup.send(event);
     }
-    let step_time = if sup.trial { robust_step_time(&samples) } else { None };
-    if let Some(seconds_per_step) = step_time {
-        sup.send(ProcessEvent::StepTime { seconds_per_step, samples: samples.len() });
+    if sup.trial {
+        if let Some(verdict) = trial_verdict(status.as_ref(), stop, &samples) {
+            sup.send(verdict);
+        }
     }
-    let measured = step_time.is_some();
+    let measured = sup.trial && robust_step_time(&samples).is_some();
+    // The exit as it happened; a trial's verdict, if any, went just before it.
     let exited = match status {
-        // The supervisor ended a trial that had measured what it was for (its step time
-        // settled, or it ran out of time but did measure one: a slow configuration, not
-        // a broken one): a success, however the process took the SIGTERM.
-        Some(Ok(_)) if (stop.settled || stop.timed_out) && measured => {
-            ProcessEvent::Exited { code: Some(0), signal: None, error: None }
-        }
-        // Not one step line in the whole trial: the script ignores the stdout protocol
-        // (spec: such a job still runs). Reported as ending well with no steps, so the
-        // state records that no trial can measure it and plans it by its
-        // `duration_estimate_s`, instead of failing it as infeasible.
-        Some(Ok(_)) if stop.timed_out && samples.is_empty() => {
-            ProcessEvent::Exited { code: Some(0), signal: None, error: None }
-        }
-        Some(Ok(_)) if stop.timed_out => ProcessEvent::Exited {
+        Some(Ok(_)) if stop.timed_out && !measured && !samples.is_empty() => ProcessEvent::Exited {
             code: None,
             signal: None,
             error: Some(format!(
