@@ -32,17 +32,21 @@ pub enum AskError {
     Mesh(#[from] MeshError),
 }
 
+/// A member's peer id (`None`: the recorded one does not parse).
+pub fn peer_id(node: &AgentNode) -> Option<PeerId> {
+    node.peer_id.parse().ok()
+}
+
 /// A member's peer id and the addresses it listens on that parse (`None`: its recorded
 /// peer id does not parse).
 pub fn mesh_address(node: &AgentNode) -> Option<(PeerId, Vec<Multiaddr>)> {
-    let peer = node.peer_id.parse().ok()?;
-    Some((peer, node.addrs.iter().filter_map(|addr| addr.parse().ok()).collect()))
+    Some((peer_id(node)?, node.addrs.iter().filter_map(|addr| addr.parse().ok()).collect()))
 }
 
 /// The peer id of the agent named `host` in `state`.
 pub fn peer_of(state: &ClusterState, host: &str) -> Result<PeerId, AskError> {
     let record = state.agents().get(host).ok_or_else(|| AskError::UnknownAgent(host.to_owned()))?;
-    record.node.peer_id.parse().map_err(|_| AskError::BadPeerId(host.to_owned()))
+    peer_id(&record.node).ok_or_else(|| AskError::BadPeerId(host.to_owned()))
 }
 
 /// Sends `request` to `peer` on `channel` and decodes its answer; `names` name the

@@ -10,10 +10,11 @@
 //!
 //! A rejected command leaves the state unchanged (apart from the `rejected` counter).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::command::{
-    Attempt, AttemptEvent, Command, CommandResult, DispatchKind, JobPhase, ProfileResult, Rejection, StoredPlan,
+    Attempt, AttemptEvent, Command, CommandResult, DispatchKind, JobPhase, ProfileKey, ProfileResult, Rejection, StoredPlan,
     STEP_TIME_METRIC,
 };
 use crate::early_stop::record_rungs;
@@ -258,27 +259,14 @@ impl ClusterState {
                 }
             }
             AttemptEvent::TrialStepTime { seconds_per_step, .. } => {
-                let DispatchKind::Trial { profile_key, .. } = &live.kind else {
-                    return Err(wrong_state(id, format!("attempt {attempt} is not a trial")));
-                };
-                // Kept with the attempt, as the step-0 report of older logs did.
+                trial_verdict(&mut self.profiles, live, ProfileResult::StepTime(*seconds_per_step))
+                    .map_err(|why| wrong_state(id, why))?;
+                // Kept with the attempt too, as the step-0 report of older logs did.
                 live.reported_progress = true;
                 merge_metrics(&mut live.metrics, &[(STEP_TIME_METRIC.to_string(), *seconds_per_step)]);
-                // The verdict: the profile now, and the exit that follows is expected. A
-                // trial already stopping (preempted) measured nothing.
-                if live.status == AttemptStatus::Running {
-                    live.status = AttemptStatus::Stopping;
-                    self.profiles.insert(profile_key.clone(), ProfileResult::StepTime(*seconds_per_step));
-                }
             }
             AttemptEvent::TrialNoSteps => {
-                let DispatchKind::Trial { profile_key, .. } = &live.kind else {
-                    return Err(wrong_state(id, format!("attempt {attempt} is not a trial")));
-                };
-                if live.status == AttemptStatus::Running {
-                    live.status = AttemptStatus::Stopping;
-                    self.profiles.insert(profile_key.clone(), ProfileResult::NoSteps);
-                }
+                trial_verdict(&mut self.profiles, live, ProfileResult::NoSteps).map_err(|why| wrong_state(id, why))?;
             }
             AttemptEvent::Exited { code, error } => self.attempt_exited(id, *code, error.clone(), at_ms),
             AttemptEvent::HandBack { code, error } => {
@@ -459,6 +447,24 @@ fn finish_or_return(record: &mut JobRecord, live: &LiveAttempt, at_ms: u64) {
 fn user_profiles_cover(spec: &JobSpec) -> bool {
     !spec.techniques.is_empty()
         && spec.techniques.iter().all(|t| spec.profile.get(t).is_some_and(|counts| !counts.is_empty()))
+}
+
+/// A trial's verdict (`TrialStepTime`, `TrialNoSteps`): the profile now, and the attempt
+/// stopping, so the exit that follows is expected and does not overwrite it. A trial
+/// already stopping (preempted) measured nothing; a training attempt has no verdict.
+fn trial_verdict(
+    profiles: &mut BTreeMap<ProfileKey, ProfileResult>,
+    live: &mut LiveAttempt,
+    result: ProfileResult,
+) -> Result<(), String> {
+    let DispatchKind::Trial { profile_key, .. } = &live.kind else {
+        return Err(format!("attempt {} is not a trial", live.attempt));
+    };
+    if live.status == AttemptStatus::Running {
+        profiles.insert(profile_key.clone(), result);
+        live.status = AttemptStatus::Stopping;
+    }
+    Ok(())
 }
 
 fn trial_result(live: &LiveAttempt, code: Option<i32>, error: Option<String>) -> ProfileResult {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use saturn_consensus::codec::{decode, encode};
 use saturn_consensus::{node_id_for_peer, AgentNode, Envelope, NodeId, RaftResponse, RaftServer, Transport, TransportError};
 
-use crate::mesh::{Channel, MeshError, MeshHandle, MeshResponse, Multiaddr, PeerId, Responder};
+use crate::mesh::{Channel, MeshError, MeshHandle, MeshResponse, PeerId, Responder};
 use crate::peer::{self, AskError};
 
 /// Longest a Raft RPC may take over the mesh (snapshots of a large state included).
@@ -31,7 +31,7 @@ impl MeshTransport {
 
     /// Tells the mesh where a member listens, once: after a restart the membership is
     /// all this agent knows of its peers until they are rediscovered.
-    async fn introduce(&self, peer: PeerId, addrs: Vec<Multiaddr>, node: &AgentNode) {
+    async fn introduce(&self, node: &AgentNode) {
         let first_time = self
             .introduced
             .lock()
@@ -40,6 +40,7 @@ impl MeshTransport {
         if !first_time {
             return;
         }
+        let Some((peer, addrs)) = peer::mesh_address(node) else { return };
         for addr in addrs {
             let _ = self.mesh.add_address(peer, addr).await;
         }
@@ -49,9 +50,10 @@ impl MeshTransport {
 #[async_trait]
 impl Transport for MeshTransport {
     async fn call(&self, _target: NodeId, node: &AgentNode, request: Envelope) -> Result<RaftResponse, TransportError> {
-        let (peer, addrs) =
-            peer::mesh_address(node).ok_or_else(|| TransportError::Failed(format!("{node}: not a valid peer id")))?;
-        self.introduce(peer, addrs, node).await;
+        // Every Raft RPC comes here (heartbeats every 150 ms): the addresses are parsed
+        // only the first time.
+        let peer = peer::peer_id(node).ok_or_else(|| TransportError::Failed(format!("{node}: not a valid peer id")))?;
+        self.introduce(node).await;
         let names = ["raft request", "raft response"];
         match peer::ask(&self.mesh, peer, Channel::Raft, names, &request, Some(RAFT_RPC_TIMEOUT)).await {
             Ok(response) => Ok(response),

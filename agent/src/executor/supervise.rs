@@ -111,10 +111,15 @@ impl Escalation {
 /// the stdout protocol, which the spec allows: it is then planned by its
 /// `duration_estimate_s`). `None` otherwise: a trial that crashed is recorded as
 /// infeasible by its exit.
-fn trial_verdict(status: Option<&std::io::Result<ExitStatus>>, stop: StopState, samples: &[StepSample]) -> Option<ProcessEvent> {
+fn trial_verdict(
+    status: Option<&std::io::Result<ExitStatus>>,
+    stop: StopState,
+    step_time: Option<f64>,
+    samples: &[StepSample],
+) -> Option<ProcessEvent> {
     let Some(Ok(status)) = status else { return None };
     let ended_by_supervisor = stop.settled || stop.timed_out;
-    match robust_step_time(samples) {
+    match step_time {
         Some(seconds_per_step) if ended_by_supervisor || status.code() == Some(0) => {
             Some(ProcessEvent::StepTime { seconds_per_step, samples: samples.len() })
         }
@@ -219,12 +224,13 @@ pub(crate) async fn supervise(mut child: Child, mut sup: Supervisor, mut control
     for event in throttle.flush(Instant::now()) {
         sup.send(event);
     }
+    let step_time = if sup.trial { robust_step_time(&samples) } else { None };
     if sup.trial {
-        if let Some(verdict) = trial_verdict(status.as_ref(), stop, &samples) {
+        if let Some(verdict) = trial_verdict(status.as_ref(), stop, step_time, &samples) {
             sup.send(verdict);
         }
     }
-    let measured = sup.trial && robust_step_time(&samples).is_some();
+    let measured = step_time.is_some();
     // The exit as it happened; a trial's verdict, if any, went just before it.
     let exited = match status {
         Some(Ok(_)) if stop.timed_out && !measured && !samples.is_empty() => ProcessEvent::Exited {
