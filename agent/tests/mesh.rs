@@ -2,12 +2,14 @@
 //! public handle, observed through the events a daemon would see.
 
 mod mesh {
+    pub mod old_agent;
     pub mod raw_peer;
     pub mod support;
 }
 
 use std::time::Duration;
 
+use mesh::old_agent::OldAgent;
 use mesh::raw_peer::RawPeer;
 use mesh::support::{eventually, Agent, AgentSpec};
 use saturn_agent::mesh::{
@@ -332,6 +334,24 @@ async fn malformed_requests_from_an_authenticated_peer_are_dropped_and_the_peer_
 
     let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
     assert_eq!(ask_name(&b, &a).await.expect("a still serves"), "node-a");
+}
+
+#[tokio::test]
+async fn an_agent_of_another_wire_version_is_refused_counted_and_never_sent_the_log() {
+    let a = AgentSpec::new("node-a").start().await;
+    let mut old = OldAgent::new("node-old");
+    let outcome = old.visit(a.peer_id(), a.tcp_addr().await).await;
+    let ours = format!("/saturn/id/{}", saturn_consensus::WIRE_VERSION);
+    assert_eq!(outcome.identified_as.as_deref(), Some(ours.as_str()), "{outcome:?}");
+    assert!(outcome.closed && !outcome.answered, "{outcome:?}");
+    eventually("a counted the refusal", || async { a.handle.stats().other_versions >= 1 }).await;
+    assert_eq!(a.name_of(&old.peer_id()), None, "an agent of another version is not a peer");
+    let peers = a.handle.peers().await.expect("peers");
+    assert!(peers.iter().all(|peer| peer.peer != old.peer_id() || peer.name.is_none()), "{peers:?}");
+
+    // The agent still serves agents of its own version.
+    let b = AgentSpec::new("node-b").join(a.addr().await).start().await;
+    assert_eq!(ask_name(&b, &a).await.expect("a serves b"), "node-a");
 }
 
 #[tokio::test]

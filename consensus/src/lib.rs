@@ -55,6 +55,24 @@
 //! - [`storage`]: durable log, vote and snapshots in redb; the in-memory state machine.
 #![deny(missing_docs)]
 
+/// The version of what agents exchange that an agent of another version cannot read: the
+/// Raft log and snapshots (bincode of [`Command`] and [`ClusterState`]) and the RPC envelopes.
+/// It names the mesh's identify and request-response protocols (`/saturn/id/<v>`,
+/// `/saturn/rpc/<v>`), so agents of different versions refuse each other on connect, with a
+/// warning that says so, instead of stalling on entries they cannot decode. Bump it with
+/// every change to those encodings (a variant appended, a field added); the
+/// `wire_version_follows_the_encoding` test of `tests/log_encoding.rs` fails until you do.
+/// A macro so that protocol names can be built with `concat!`.
+#[macro_export]
+macro_rules! wire_version {
+    () => {
+        "2"
+    };
+}
+
+/// [`wire_version!`] as a constant.
+pub const WIRE_VERSION: &str = wire_version!();
+
 pub mod apply;
 mod batcher;
 pub mod cluster_id;

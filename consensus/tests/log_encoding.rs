@@ -293,3 +293,111 @@ fn a_hand_back_of_a_stopping_attempt_is_its_exit() {
     assert_eq!((record.restarts, state.counters().preemptions), (0, 1), "no failure, one preemption");
     assert_eq!(record.state, saturn_consensus::JobState::Scheduled);
 }
+
+/// The wire index of every variant of the enums the log holds. No `_` arm, on purpose: a new
+/// variant does not compile until it is listed here, and a new variant is a new encoding:
+/// bump `saturn_consensus::WIRE_VERSION` and add its row to [`LAST_INDEX`].
+fn indices(command: &Command) -> Vec<(&'static str, u32)> {
+    let command_index = match command {
+        Command::SubmitJobs { .. } => 0,
+        Command::CancelJob { .. } => 1,
+        Command::SetJobPhase { .. } => 2,
+        Command::RecordProfile { .. } => 3,
+        Command::CommitPlan { .. } => 4,
+        Command::Dispatch { .. } => 5,
+        Command::JobEvent { .. } => 6,
+        Command::Preempt { .. } => 7,
+        Command::AgentUp { .. } => 8,
+        Command::AgentDown { .. } => 9,
+        Command::FailJob { .. } => 10,
+        Command::StopJob { .. } => 11,
+        Command::CheckpointCopied { .. } => 12,
+        Command::CheckpointDropped { .. } => 13,
+        Command::CheckpointRootMarked { .. } => 14,
+    };
+    let mut out = vec![("Command", command_index)];
+    match command {
+        Command::SetJobPhase { phase, .. } => out.push((
+            "JobPhase",
+            match phase {
+                JobPhase::Queued => 0,
+                JobPhase::Profiling => 1,
+                JobPhase::Scheduled => 2,
+            },
+        )),
+        Command::Dispatch { kind, .. } => out.push((
+            "DispatchKind",
+            match kind {
+                DispatchKind::Train => 0,
+                DispatchKind::Trial { .. } => 1,
+            },
+        )),
+        Command::RecordProfile { result, .. } => out.push((
+            "ProfileResult",
+            match result {
+                ProfileResult::StepTime(_) => 0,
+                ProfileResult::Infeasible { .. } => 1,
+                ProfileResult::NoSteps => 2,
+            },
+        )),
+        Command::JobEvent { event, .. } => out.push((
+            "AttemptEvent",
+            match event {
+                AttemptEvent::Started => 0,
+                AttemptEvent::Progress { .. } => 1,
+                AttemptEvent::Checkpoint { .. } => 2,
+                AttemptEvent::Exited { .. } => 3,
+                AttemptEvent::CheckpointStored { .. } => 4,
+                AttemptEvent::CheckpointRefused { .. } => 5,
+                AttemptEvent::Resumed { .. } => 6,
+                AttemptEvent::TrialStepTime { .. } => 7,
+                AttemptEvent::HandBack { .. } => 8,
+                AttemptEvent::TrialNoSteps => 9,
+            },
+        )),
+        _ => {}
+    }
+    out
+}
+
+/// For each wire version, the last variant index of each enum of the log. A row is history:
+/// never edit one, add the next.
+const LAST_INDEX: &[(&str, &[(&str, u32)])] = &[(
+    "2",
+    &[("Command", 14), ("JobPhase", 2), ("DispatchKind", 1), ("ProfileResult", 2), ("AttemptEvent", 9)],
+)];
+
+#[test]
+fn wire_version_follows_the_encoding() {
+    // Every variant, each at the index the encoding gives it.
+    let mut commands = scenario();
+    commands.extend(scenario_now());
+    commands.push(event(2, 1, AttemptEvent::TrialNoSteps, 2_000));
+    for phase in [JobPhase::Queued, JobPhase::Scheduled] {
+        commands.push(Command::SetJobPhase { job: job(2), phase, at_ms: 2_001 });
+    }
+    let mut seen: BTreeMap<&str, std::collections::BTreeSet<u32>> = BTreeMap::new();
+    for command in &commands {
+        let bytes = encode("command", command).expect("encode");
+        let list = indices(command);
+        assert_eq!(u32::from(bytes[0]), list[0].1, "{command:?} is not encoded at the index listed");
+        for (name, index) in list {
+            seen.entry(name).or_default().insert(index);
+        }
+    }
+    for (name, indices) in &seen {
+        let count = indices.len() as u32;
+        assert_eq!(indices.last().map(|last| last + 1), Some(count), "{name}: a variant missing from the scenario: {indices:?}");
+    }
+    let last: BTreeMap<&str, u32> = seen.iter().map(|(name, indices)| (*name, indices.len() as u32 - 1)).collect();
+    let (_, pinned) = LAST_INDEX
+        .iter()
+        .find(|(version, _)| *version == saturn_consensus::WIRE_VERSION)
+        .unwrap_or_else(|| panic!("no LAST_INDEX row for wire version {}", saturn_consensus::WIRE_VERSION));
+    let pinned: BTreeMap<&str, u32> = pinned.iter().copied().collect();
+    assert_eq!(
+        last, pinned,
+        "the log's enums changed since wire version {}: bump saturn_consensus::WIRE_VERSION and add a LAST_INDEX row",
+        saturn_consensus::WIRE_VERSION
+    );
+}

@@ -10,7 +10,6 @@ techniques are meant to be interchangeable.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 import torch.nn.functional as F
@@ -95,18 +94,7 @@ def task(size: str, bs: int, lr: float, seed: int = 0, steps: int | None = None,
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    parser.add_argument("--bs", type=int, default=8, help="global batch size (images)")
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=100, help="when SATURN_STEPS is unset")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
-                        help="default: CUDA when torch sees it")
-    args = parser.parse_args()
-    st.train(task(args.size, args.bs, args.lr, args.seed, args.steps, args.device))
-
-
 if __name__ == "__main__":
-    main()
+    import cli  # the sibling examples/torch/cli.py
+
+    cli.main(task, SIZES, doc=__doc__, batch_unit="images", lr=1e-2)

@@ -59,3 +59,16 @@ def test_resume_chain_ddp_pipeline_spilling_matches_straight_run(straight, tmp_p
     for name, state in want["optim"]["state"].items():
         diff = (got["optim"]["state"][name]["exp_avg"] - state["exp_avg"]).abs().max().item()
         assert diff <= ATOL, f"optimizer state of {name}: max abs diff {diff}"
+
+
+def test_a_users_own_technique_checkpoints_and_resumes_under_single(straight, tmp_path):
+    reference, _ = straight
+    ckpt = tmp_path / "ckpt"
+    first = run(job_env("accumulated", 1, steps=10, SATURN_CHECKPOINT_DIR=ckpt, TEST_OWN_TECHNIQUE=1))
+    assert first.rc == 0 and first.checkpoints == [10], first.explain()
+    second = run(job_env("single", 1, SATURN_START_STEP=10, SATURN_CHECKPOINT_DIR=ckpt))
+    assert second.rc == 0 and min(second.losses) == 11, second.explain()
+    chain = {**first.losses, **second.losses}
+    for step in range(1, 31):
+        assert abs(chain[step] - reference.losses[step]) <= ATOL, (step, chain[step],
+                                                                   reference.losses[step])

@@ -150,6 +150,12 @@ fn mesh_metrics(stats: crate::mesh::MeshStats) -> Vec<ExtraMetric> {
         metric("mesh_gossip_events_dropped", "Gossip not delivered because the daemon was behind.", stats.gossip_events_dropped, true),
         metric("mesh_events_dropped", "Requests and peer news dropped because the daemon was far behind.", stats.events_dropped, true),
         metric("mesh_bad_requests", "Request streams that carried oversized or malformed frames.", stats.bad_requests, true),
+        metric(
+            "mesh_other_version_refusals",
+            "Connections with Saturn agents of another wire version, closed (upgrade every agent together).",
+            stats.other_versions,
+            true,
+        ),
     ]
 }
 

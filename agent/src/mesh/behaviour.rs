@@ -16,9 +16,14 @@ use super::codec::{MeshCodec, RPC_PROTOCOL};
 use super::gossip::{GOSSIP_TOPIC, MAX_GOSSIP_BYTES, VOTERS_TOPIC};
 use super::{MeshConfig, MeshError};
 
-/// The identify protocol version every Saturn agent announces; peers announcing another
-/// are not Saturn agents (or an incompatible version) and are disconnected.
-pub const IDENTIFY_PROTOCOL: &str = "/saturn/id/1";
+/// The identify protocol version every Saturn agent announces: `/saturn/id/` and the wire
+/// version ([`saturn_consensus::WIRE_VERSION`]). Peers announcing another are disconnected:
+/// strangers quietly, Saturn agents of another version with a warning (see
+/// [`peer_version`]).
+pub const IDENTIFY_PROTOCOL: &str = concat!("/saturn/id/", saturn_consensus::wire_version!());
+
+/// What every Saturn agent's identify protocol version starts with.
+const IDENTIFY_PREFIX: &str = "/saturn/id/";
 
 /// Kademlia protocol name, distinct from the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/saturn/kad/1");
@@ -148,6 +153,33 @@ pub fn agent_version(name: &str) -> String {
     format!("{AGENT_VERSION_PREFIX} {name}")
 }
 
+/// Who a peer is, from what it announced in identify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerVersion<'a> {
+    /// A Saturn agent of this wire version, named.
+    Compatible(&'a str),
+    /// A Saturn agent of another wire version (an older or newer build): it cannot read this
+    /// cluster's log, nor this agent its.
+    OtherVersion {
+        /// Its name.
+        name: &'a str,
+        /// Its wire version (`1` for the agents built before versions were announced).
+        version: &'a str,
+    },
+    /// Not a Saturn agent.
+    Stranger,
+}
+
+/// Classifies a peer by its identify protocol version and agent version.
+pub fn peer_version<'a>(protocol_version: &'a str, agent_version: &'a str) -> PeerVersion<'a> {
+    let Some(name) = agent_name(agent_version) else { return PeerVersion::Stranger };
+    match protocol_version.strip_prefix(IDENTIFY_PREFIX) {
+        _ if protocol_version == IDENTIFY_PROTOCOL => PeerVersion::Compatible(name),
+        Some(version) if !version.is_empty() => PeerVersion::OtherVersion { name, version },
+        _ => PeerVersion::Stranger,
+    }
+}
+
 /// The agent name inside a peer's identify agent version, if it is a Saturn agent.
 pub fn agent_name(agent_version: &str) -> Option<&str> {
     let (prefix, name) = agent_version.split_once(' ')?;
@@ -164,5 +196,16 @@ mod tests {
         assert_eq!(agent_name("rust-libp2p/0.57.0"), None);
         assert_eq!(agent_name("kubo/0.30 node-a"), None);
         assert_eq!(agent_name("saturn-agent/0.1.0 "), None);
+    }
+
+    #[test]
+    fn a_saturn_agent_of_another_wire_version_is_told_from_a_stranger() {
+        let me = agent_version("node-a");
+        assert_eq!(peer_version(IDENTIFY_PROTOCOL, &me), PeerVersion::Compatible("node-a"));
+        assert_eq!(peer_version("/saturn/id/1", &me), PeerVersion::OtherVersion { name: "node-a", version: "1" });
+        assert_eq!(peer_version("/saturn/id/", &me), PeerVersion::Stranger);
+        assert_eq!(peer_version("/ipfs/0.1.0", &me), PeerVersion::Stranger);
+        assert_eq!(peer_version(IDENTIFY_PROTOCOL, "kubo/0.30 node-a"), PeerVersion::Stranger);
+        assert!(IDENTIFY_PROTOCOL.ends_with(&format!("/{}", saturn_consensus::WIRE_VERSION)));
     }
 }

@@ -15,8 +15,10 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
-/// Protocol name of Saturn request-response.
-pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/saturn/rpc/1");
+/// Protocol name of Saturn request-response: `/saturn/rpc/` and the wire version
+/// ([`saturn_consensus::WIRE_VERSION`]), so that an agent of another version is never sent a
+/// Raft entry it cannot decode (the stream is refused when it opens).
+pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new(concat!("/saturn/rpc/", saturn_consensus::wire_version!()));
 
 /// Largest request or response frame: room for Raft AppendEntries batches and snapshots.
 pub const MAX_RPC_BYTES: usize = 64 * 1024 * 1024;

@@ -61,6 +61,7 @@ pub(crate) struct Counters {
     pub(crate) events_dropped: AtomicU64,
     pub(crate) gossip_rejected: AtomicU64,
     pub(crate) bad_requests: AtomicU64,
+    pub(crate) other_versions: AtomicU64,
     /// Peers connected now (a gauge, set by the swarm task).
     pub(crate) links: AtomicU64,
 }
@@ -84,6 +85,8 @@ pub struct MeshStats {
     /// Request-response streams that carried oversized or malformed frames (the peer is
     /// disconnected).
     pub bad_requests: u64,
+    /// Connections from or to Saturn agents of another wire version, closed after identify.
+    pub other_versions: u64,
     /// Peers this agent is linked to now (bounded for an agent that does not vote; see
     /// [`super::links`]).
     pub links: u64,
@@ -207,6 +210,7 @@ impl MeshHandle {
             events_dropped: read(&self.counters.events_dropped),
             gossip_rejected: read(&self.counters.gossip_rejected),
             bad_requests: read(&self.counters.bad_requests),
+            other_versions: read(&self.counters.other_versions),
             links: read(&self.counters.links),
         }
     }

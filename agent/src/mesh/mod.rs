@@ -101,6 +101,7 @@ pub async fn spawn(
         outbound: HashMap::new(),
         replies: FuturesUnordered::new(),
         peers: HashMap::new(),
+        other_versions: HashMap::new(),
         join: config.join.clone(),
         topic: IdentTopic::new(GOSSIP_TOPIC),
         voters_topic: IdentTopic::new(VOTERS_TOPIC),

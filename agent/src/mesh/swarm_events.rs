@@ -8,7 +8,8 @@ use libp2p::request_response::{self, OutboundFailure};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, ping, PeerId};
 
-use super::behaviour::{agent_name, MeshBehaviourEvent, IDENTIFY_PROTOCOL};
+use super::behaviour::{peer_version, MeshBehaviourEvent, PeerVersion};
+use saturn_consensus::WIRE_VERSION;
 use super::codec::{MeshResponse, WireRequest};
 use super::event::MeshEvent;
 use super::gossip::{Gossip, GossipDecodeError};
@@ -103,12 +104,18 @@ impl SwarmLoop {
     }
 
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
-        let name = agent_name(&info.agent_version).map(str::to_owned);
-        let Some(name) = name.filter(|_| info.protocol_version == IDENTIFY_PROTOCOL) else {
-            tracing::info!(%peer, agent = %info.agent_version, protocol = %info.protocol_version,
-                "not a compatible saturn-agent, disconnecting");
-            let _ = self.swarm.disconnect_peer_id(peer);
-            return;
+        let name = match peer_version(&info.protocol_version, &info.agent_version) {
+            PeerVersion::Compatible(name) => name.to_owned(),
+            PeerVersion::OtherVersion { name, version } => {
+                let (name, version) = (name.to_owned(), version.to_owned());
+                return self.refuse_other_version(peer, name, version);
+            }
+            PeerVersion::Stranger => {
+                tracing::info!(%peer, agent = %info.agent_version, protocol = %info.protocol_version,
+                    "not a saturn-agent, disconnecting");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                return;
+            }
         };
         for addr in &info.listen_addrs {
             self.swarm
@@ -132,6 +139,22 @@ impl SwarmLoop {
             name,
             addrs: info.listen_addrs,
         });
+    }
+
+    /// Hangs up on a Saturn agent of another wire version and stops dialling it: the two
+    /// cannot read each other's Raft log, so they must never share a cluster. Said once per
+    /// version, counted per connection.
+    fn refuse_other_version(&mut self, peer: PeerId, name: String, version: String) {
+        Counters::bump(&self.counters.other_versions);
+        if !self.other_versions.values().any(|seen| *seen == version) {
+            tracing::warn!(%peer, agent = %name, theirs = %version, ours = WIRE_VERSION,
+                "agent {name} runs Saturn wire version {version}, this agent {WIRE_VERSION}: agents of different \
+                 versions cannot share a cluster (neither can read the other's log), so it is disconnected; \
+                 upgrade every agent together (stop them all, install one build, start them: data dirs are kept)");
+        }
+        self.other_versions.insert(peer, version);
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     /// Validates gossip before it is forwarded: garbage and forgeries are rejected (the

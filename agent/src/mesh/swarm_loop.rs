@@ -51,6 +51,8 @@ pub(super) struct SwarmLoop {
     /// Inbound requests waiting for the daemon's answer.
     pub(super) replies: FuturesUnordered<BoxFuture<'static, ReadyReply>>,
     pub(super) peers: HashMap<PeerId, PeerState>,
+    /// Saturn agents of another wire version, and theirs: never dialled again.
+    pub(super) other_versions: HashMap<PeerId, String>,
     pub(super) join: Vec<Multiaddr>,
     pub(super) topic: IdentTopic,
     pub(super) voters_topic: IdentTopic,
@@ -203,8 +205,11 @@ impl SwarmLoop {
         self.swarm.add_peer_address(peer, addr);
     }
 
-    /// Dials a known peer unless already connected or dialling.
+    /// Dials a known peer unless already connected or dialling, or of another version.
     pub(super) fn dial_peer(&mut self, peer: PeerId) {
+        if self.other_versions.contains_key(&peer) {
+            return;
+        }
         let opts = DialOpts::peer_id(peer)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();

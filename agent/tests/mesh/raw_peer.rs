@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identity::Keypair, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use saturn_agent::mesh::codec::RPC_PROTOCOL;
 use saturn_agent::mesh::transport::build_transport;
@@ -64,6 +64,19 @@ impl request_response::Codec for RawCodec {
     }
 }
 
+/// A swarm of `behaviour` over the mesh's transport without the cluster key.
+pub fn swarm<B: NetworkBehaviour>(keypair: Keypair, behaviour: B) -> Swarm<B> {
+    let transport = build_transport(&keypair, None).expect("transport");
+    SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(|_| transport)
+        .expect("transport")
+        .with_behaviour(|_| behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 /// The hostile peer.
 pub struct RawPeer {
     swarm: Swarm<request_response::Behaviour<RawCodec>>,
@@ -72,19 +85,11 @@ pub struct RawPeer {
 impl RawPeer {
     pub fn new() -> Self {
         let keypair = Keypair::generate_ed25519();
-        let transport = build_transport(&keypair, None).expect("transport");
         let behaviour = request_response::Behaviour::<RawCodec>::new(
             [(RPC_PROTOCOL, ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
         );
-        let swarm = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_other_transport(|_| transport)
-            .expect("transport")
-            .with_behaviour(|_| behaviour)
-            .expect("behaviour")
-            .build();
-        Self { swarm }
+        Self { swarm: swarm(keypair, behaviour) }
     }
 
     /// Sends `bytes` on the request-response protocol to `peer` at `addr` and returns

@@ -30,8 +30,8 @@ Knobs = dict[str, Any]
 class Technique(ABC):
     """How one task trains on `ctx.world_size` workers.
 
-    Lifecycle: `__init__` (cheap) → `setup(example)` (build model and optimizer) → `train_step()`
-    per step; `full_state()`/`load_full_state()` around checkpoints. `knob_space()` lists
+    Lifecycle: `__init__` (cheap) → `setup(example)` (build model and optimizer, usually as
+    `self.model` and `self.opt`) → `train_step()` per step; `full_state()`/`load_full_state()` around checkpoints. `knob_space()` lists
     the knob settings a trial may try (the first is the default).
     """
 
@@ -67,13 +67,19 @@ class Technique(ABC):
     def train_step(self, batch: Batch) -> float:
         """One optimizer step on the *global* batch; the global mean loss (valid on rank 0)."""
 
-    @abstractmethod
     def full_state(self) -> Optional[FullState]:
-        """Collective: the full state on rank 0, None elsewhere."""
+        """Collective: the full state on rank 0, None elsewhere.
 
-    @abstractmethod
+        This default gathers `self.model` and `self.opt` (wrapped or sharded as they may be)
+        through `torch.distributed.checkpoint`; a technique that keeps its model in pieces
+        (pipeline stages) overrides it."""
+        state = dsd_full_state(self.model, self.opt)
+        return state if self.ctx.rank == 0 else None
+
     def load_full_state(self, state: FullState) -> None:
-        """Every rank gets the same full state and takes its share."""
+        """Every rank gets the same full state and takes its share (default: into
+        `self.model` and `self.opt`)."""
+        dsd_load_full_state(self.model, self.opt, state)
 
     # -- shared helpers ------------------------------------------------------------------
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..task import Batch
-from .base import FullState, Knobs, Technique, dsd_full_state, dsd_load_full_state, split
+from .base import Knobs, Technique, split
 
 
 class DataParallel(Technique):
@@ -25,13 +23,6 @@ class DataParallel(Technique):
         loss.backward()
         self.opt.step()
         return mean_over_ranks(loss)
-
-    def full_state(self) -> Optional[FullState]:
-        state = dsd_full_state(self.model, self.opt)
-        return state if self.ctx.rank == 0 else None
-
-    def load_full_state(self, state: FullState) -> None:
-        dsd_load_full_state(self.model, self.opt, state)
 
 
 class DDP(DataParallel):

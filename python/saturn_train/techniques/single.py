@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ..task import Batch
-from .base import FullState, Technique, dsd_full_state, dsd_load_full_state
+from .base import Technique
 
 
 class Single(Technique):
@@ -28,9 +26,3 @@ class Single(Technique):
         loss.backward()
         self.opt.step()
         return float(loss.detach())
-
-    def full_state(self) -> Optional[FullState]:
-        return dsd_full_state(self.model, self.opt)
-
-    def load_full_state(self, state: FullState) -> None:
-        dsd_load_full_state(self.model, self.opt, state)

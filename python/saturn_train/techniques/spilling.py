@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import Infeasible, TaskError
 from ..task import Batch
-from .base import FullState, Knobs, Technique, dsd_full_state, dsd_load_full_state
+from .base import Knobs, Technique
 
 
 class _Resident:
@@ -178,9 +178,3 @@ class Spilling(Technique):
         self.phase = "forward"
         self.opt.step()
         return float(loss.detach())
-
-    def full_state(self) -> Optional[FullState]:
-        return dsd_full_state(self.model, self.opt)
-
-    def load_full_state(self, state: FullState) -> None:
-        dsd_load_full_state(self.model, self.opt, state)
