@@ -13,13 +13,17 @@
 #    out of memory) but trains as `spilling` (blocks streamed from host memory).
 #
 # Environment: SATURN_PYTHON (python with CUDA torch; default python3), SATURN_BIN
-# (default target/release), SPILL_CAP_GIB (default 12). saturn_train is used from this
+# (default target/release), SPILL_CAP_GIB (default 12), GPT_SIZE (350m) and SPILL_SIZE (1.5b):
+# `GPT_SIZE=tiny SPILL_SIZE=tiny deploy/gpu-check.sh` rehearses the script on a machine
+# without a GPU (the NVML step then says it found none, the techniques run on the CPU). saturn_train is used from this
 # checkout through PYTHONPATH (nothing is installed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${SATURN_PYTHON:-python3}
 BIN=${SATURN_BIN:-$PWD/target/release}
 CAP=${SPILL_CAP_GIB:-12}
+GPT_SIZE=${GPT_SIZE:-350m}
+SPILL_SIZE=${SPILL_SIZE:-1.5b}
 export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 export SATURN_TRAIN_STEP_INTERVAL_S=0
 tmp=$(mktemp -d)
@@ -69,15 +73,16 @@ if rc != 0 or not rate:
     print(f"{technique:<10} {size:<6} exit {rc}" + (" (out of memory: infeasible)" if rc == 3 else ""))
 else:
     steady = lambda xs: statistics.median(xs[1:] or xs)  # the first step pays for warm-up
+    peak = f"{max(mem):>7.0f} MiB" if mem else "(no GPU)"  # peak_mem_mib is reported on CUDA only
     print(f"{technique:<10} {size:<6} step {bs / steady(rate) * 1e3:>8.1f} ms  "
-          f"tokens/s {steady(tok):>9.0f}  peak {max(mem):>7.0f} MiB  loss {loss[-1]:.4f}")
+          f"tokens/s {steady(tok):>9.0f}  peak {peak}  loss {loss[-1]:.4f}")
 PYEOF
   [ "$rc" = 0 ] || [ "$rc" = 3 ] || tail -5 "$tmp/err"
 }
 
-echo "== techniques, GPT 350m, global batch 8 x 1024 tokens, 6 steps, 1 GPU"
-for t in single ddp fsdp pipeline spilling; do run "$t" 350m 8 6; done
+echo "== techniques, GPT $GPT_SIZE, global batch 8, 6 steps, 1 GPU"
+for t in single ddp fsdp pipeline spilling; do run "$t" "$GPT_SIZE" 8 6; done
 
-echo "== spilling vs single, GPT 1.5b, batch 4, GPU capped at ${CAP} GiB"
-run single 1.5b 4 3 SATURN_TRAIN_GPU_MEMORY_GIB="$CAP"
-run spilling 1.5b 4 3 SATURN_TRAIN_GPU_MEMORY_GIB="$CAP"
+echo "== spilling vs single, GPT $SPILL_SIZE, batch 4, GPU capped at ${CAP} GiB"
+run single "$SPILL_SIZE" 4 3 SATURN_TRAIN_GPU_MEMORY_GIB="$CAP"
+run spilling "$SPILL_SIZE" 4 3 SATURN_TRAIN_GPU_MEMORY_GIB="$CAP"

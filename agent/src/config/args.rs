@@ -11,7 +11,7 @@ use clap::Parser;
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "saturn-agent",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (wire version ", saturn_consensus::wire_version!(), ")"),
     about = "Saturn agent: one per GPU host; together they form the mesh"
 )]
 pub struct AgentArgs {

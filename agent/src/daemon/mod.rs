@@ -137,7 +137,7 @@ pub async fn run(settings: DaemonSettings, shutdown: impl std::future::Future<Ou
         peer_id: mesh.local_peer_id().to_string(),
         addrs: addrs.iter().map(ToString::to_string).collect(),
     };
-    tracing::info!(name = %me.name, peer_id = %me.peer_id, addrs = ?me.addrs, gpus = settings.gpus.len(), "agent starting");
+    tracing::info!(name = %me.name, peer_id = %me.peer_id, addrs = ?me.addrs, gpus = settings.gpus.len(), wire_version = saturn_consensus::WIRE_VERSION, "agent starting");
 
     let transport = Arc::new(raft_net::MeshTransport::new(mesh.clone()));
     let node_config = NodeConfig::new(me.clone());
