@@ -35,7 +35,9 @@ def run(technique: str, gpus: int, args: argparse.Namespace) -> tuple[float, lis
                SATURN_TRAIN_STEP_INTERVAL_S="0", SATURN_TRAIN_DEVICE="cpu",
                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port()))
     out = subprocess.run([sys.executable, str(GPT), "--size", args.size, "--bs", str(args.bs),
-                          "--lr", "1e-3"], env=env, capture_output=True, text=True, check=True)
+                          "--lr", "1e-3"], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{technique}/{gpus} exited {out.returncode}:\n{out.stderr[-3000:]}")
     rates = [float(x) for x in re.findall(r"SATURN metric samples_per_s=(\S+)", out.stdout)]
     losses = [float(x) for x in re.findall(r"SATURN metric loss=(\S+)", out.stdout)]
     step_s = statistics.median(args.bs / r for r in rates[2:])

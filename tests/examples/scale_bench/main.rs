@@ -3,7 +3,7 @@
 //! - **real agents**: `saturn-agent` processes on 127.0.0.1 at each size in
 //!   `SATURN_SCALE_AGENTS` (5,10,20,40): 3 with `--bootstrap-expect 3`, the rest `--join`
 //!   only; per-agent idle CPU, bytes/s and read/write syscalls/s (from `/proc`), the
-//!   leader's, join → learner and → promoted times, submission latency through a learner;
+//!   leader's, join → learner and → promoted times, elections (Raft terms) while they join, submission latency through a learner;
 //!   each size run twice, with the flat-cost design and with `SATURN_GOSSIP_EVERYONE=1`
 //!   (every agent hears every heartbeat, full mesh: the design before), in one run;
 //! - **in-process Raft**: `SATURN_SCALE_SIM` (50,100,200,500) consensus nodes on the

@@ -30,6 +30,7 @@ pub async fn run(sizes: &[usize], modes: &[String], idle: Duration, form: Durati
             "leader KB/s",
             "join → learner s",
             "→ promoted s",
+            "elections during join",
             "submit p50 / p99 ms",
             "all agents CPU %",
         ],
@@ -78,6 +79,7 @@ async fn one(n: usize, everyone: bool, idle: Duration, form: Duration, submits: 
     }
     let h = &harness;
     eventually("the founders' leader", Duration::from_secs(120), || async { Ok(h.status(0).await?.leader) }).await?;
+    let term_before = h.status(0).await?.term;
     let joined_at = Instant::now();
     for i in founders..n {
         harness.cluster.spawn(i)?;
@@ -95,6 +97,8 @@ async fn one(n: usize, everyone: bool, idle: Duration, form: Duration, submits: 
     })
     .await?;
     let promoted = joined_at.elapsed();
+    // Terms started while the joiners arrived: each is an election (a starved host shows here).
+    let elections = h.status(0).await?.term.saturating_sub(term_before);
     // Let the learners catch up, the membership rounds and the links settle (a learner
     // closes the links it does not need every 10 s) before sampling.
     tokio::time::sleep(settle()).await;
@@ -138,6 +142,7 @@ async fn one(n: usize, everyone: bool, idle: Duration, form: Duration, submits: 
         format!("{:.1}", kbs[leader]),
         format!("{:.1}", learner.as_secs_f64()),
         format!("{:.1}", promoted.as_secs_f64()),
+        elections.to_string(),
         format!("{} / {}", ms(latency.p50), ms(latency.p99)),
         format!("{total:.0}"),
     ])
