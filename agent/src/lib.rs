@@ -45,3 +45,6 @@ pub mod peer;
 pub mod scheduler;
 pub mod synth_job;
 pub mod views;
+
+/// What `--version` prints for both binaries: the release and the wire version agents must share.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (wire version ", saturn_consensus::wire_version!(), ")");

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use saturn_agent::cli;
 
 #[derive(Debug, Parser)]
-#[command(name = "saturn", version = concat!(env!("CARGO_PKG_VERSION"), " (wire version ", saturn_consensus::wire_version!(), ")"), about = "Saturn: train many models at once on a mesh of GPU hosts")]
+#[command(name = "saturn", version = saturn_agent::VERSION, about = "Saturn: train many models at once on a mesh of GPU hosts")]
 struct Cli {
     #[command(flatten)]
     conn: cli::Connection,

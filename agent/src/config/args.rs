@@ -11,7 +11,7 @@ use clap::Parser;
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "saturn-agent",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (wire version ", saturn_consensus::wire_version!(), ")"),
+    version = crate::VERSION,
     about = "Saturn agent: one per GPU host; together they form the mesh"
 )]
 pub struct AgentArgs {

@@ -7,9 +7,9 @@ use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::request_response::{self, OutboundFailure};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, ping, PeerId};
+use saturn_consensus::WIRE_VERSION;
 
 use super::behaviour::{peer_version, MeshBehaviourEvent, PeerVersion};
-use saturn_consensus::WIRE_VERSION;
 use super::codec::{MeshResponse, WireRequest};
 use super::event::MeshEvent;
 use super::gossip::{Gossip, GossipDecodeError};
